@@ -1,0 +1,26 @@
+# Two entry points, both working on a fresh machine: `make demo` (the main job) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test template
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job: generate a few corpus utterances and write the preview contact sheet + GIF to out/preview.
+demo: $(STAMP)
+	$(PY) -m model.data.synth --preview --out out/preview
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Rebuild weights/template.npz from the pinned openfacefx wheel.
+template: $(STAMP)
+	$(PY) -m model.data.build_template
