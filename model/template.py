@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.npz import save_npz
+from .npz import save_npz
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "weights" / "template.npz"
 
