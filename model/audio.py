@@ -161,24 +161,35 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
     if orig_sr == target_sr:
         return x.copy()
-    g = math.gcd(orig_sr, target_sr)
-    up, down = target_sr // g, orig_sr // g  # `up` outputs every `down` inputs
-    periods = -(-_RESAMPLE_MIN_PHASES // up)
-    up, down = up * periods, down * periods
-
-    cutoff = 0.5 * min(1.0, target_sr / orig_sr) * RESAMPLE_ROLLOFF  # cycles per input sample
-    half_width = RESAMPLE_ZERO_CROSSINGS / (2.0 * cutoff)  # filter half-length, input samples
-    pad = math.ceil(half_width)
-
+    up, down, pad, plan = _resample_plan(orig_sr, target_sr)
     n_in = x.shape[-1]
     n_out = -(-n_in * target_sr // orig_sr)
     rows = -(-n_out // up)  # output [rows, up]: row j starts at input sample j * down
     signal = torch.from_numpy(x.reshape(-1, n_in))
     signal = F.pad(signal, (pad, rows * down + pad - n_in))  # padded[i] = x[i - pad]
     out = torch.empty(signal.shape[0], rows, up)
+    for first, start, kernel in plan:
+        frames = signal[:, start:].unfold(-1, kernel.shape[0], down)[:, :rows]  # [B, rows, n_taps] view
+        for r in range(0, rows, _RESAMPLE_ROWS_PER_CHUNK):
+            chunk = slice(r, r + _RESAMPLE_ROWS_PER_CHUNK)
+            out[:, chunk, first : first + kernel.shape[1]] = frames[:, chunk] @ kernel
+    return out.reshape(*x.shape[:-1], rows * up)[..., :n_out].numpy()
 
+
+@lru_cache(maxsize=16)
+def _resample_plan(orig_sr: int, target_sr: int):
+    """(up, down, pad, [(first phase, first input tap, kernel [n_taps, phases])]) for a rate pair;
+    cached because building the filters costs as much as resampling a short clip."""
+    g = math.gcd(orig_sr, target_sr)
+    up, down = target_sr // g, orig_sr // g  # `up` outputs every `down` inputs
+    periods = -(-_RESAMPLE_MIN_PHASES // up)
+    up, down = up * periods, down * periods
+    cutoff = 0.5 * min(1.0, target_sr / orig_sr) * RESAMPLE_ROLLOFF  # cycles per input sample
+    half_width = RESAMPLE_ZERO_CROSSINGS / (2.0 * cutoff)  # filter half-length, input samples
+    pad = math.ceil(half_width)
     # Phases whose taps span about one filter length share a matmul; more would multiply zeros.
     group = max(1, int(2 * pad * up / down))
+    plan = []
     for first in range(0, up, group):
         phases = torch.arange(first, min(first + group, up), dtype=torch.float64)
         start = first * down // up
@@ -186,12 +197,8 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         # distance in input samples from each phase's output time to each tap
         taps = start - pad + torch.arange(n_taps, dtype=torch.float64)
         kernel = _windowed_sinc(phases[:, None] * down / up - taps, cutoff, half_width)
-        frames = signal[:, start:].unfold(-1, n_taps, down)[:, :rows]  # [B, rows, n_taps] view
-        kernel = kernel.T.float()
-        for r in range(0, rows, _RESAMPLE_ROWS_PER_CHUNK):
-            chunk = slice(r, r + _RESAMPLE_ROWS_PER_CHUNK)
-            out[:, chunk, first : first + len(phases)] = frames[:, chunk] @ kernel
-    return out.reshape(*x.shape[:-1], rows * up)[..., :n_out].numpy()
+        plan.append((first, start, kernel.T.float().contiguous()))
+    return up, down, pad, plan
 
 
 def _windowed_sinc(t: torch.Tensor, cutoff: float, half_width: float) -> torch.Tensor:

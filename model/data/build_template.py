@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.template import ARKIT_INDEX, ARKIT_NAMES, TEMPLATE_PATH, Template
+from ..template import ARKIT_INDEX, ARKIT_NAMES, TEMPLATE_PATH, Template
 
 GLB_RESOURCE = ("openfacefx", "studio_web/assets/facecap.glb")
 # The glTF scene is in decimetres: the eye centres are 0.66 units apart (a typical 63-66 mm).
@@ -161,7 +161,9 @@ def paired_margins(vertices: np.ndarray, loop: np.ndarray) -> tuple[np.ndarray, 
     x = vertices[loop, 0]
     a, b = sorted((int(np.argmin(x)), int(np.argmax(x))))
     chain_1, chain_2 = loop[a + 1 : b], np.concatenate([loop[b + 1 :], loop[:a]])
-    upper, lower = (chain_1, chain_2) if vertices[chain_1, 2].mean() > vertices[chain_2, 2].mean() else (chain_2, chain_1)
+    if vertices[chain_1, 2].mean() < vertices[chain_2, 2].mean():
+        chain_1, chain_2 = chain_2, chain_1
+    upper, lower = chain_1, chain_2
     upper = upper[np.argsort(vertices[upper, 0])]
     nearest = np.abs(vertices[upper, 0][:, None] - vertices[lower, 0][None, :]).argmin(axis=1)
     return upper.astype(np.int32), lower[nearest].astype(np.int32)

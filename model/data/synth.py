@@ -1,0 +1,268 @@
+"""Synthetic talking-face corpus: espeak-ng speech with exact phone timing, and ARKit ground truth.
+
+    python -m model.data.synth --out data/corpus --minutes 60 --seed 0            # train, val, test
+    python -m model.data.synth --out data/corpus --minutes 5 --seed 0 --split val
+    python -m model.data.synth --preview --out out/preview                        # contact sheet
+
+Every utterance is a pure function of (seed, split, index), so the same seed gives byte-identical
+files with any number of workers. Speakers are voices (accent + variant) with their own pitch,
+range and rate, head shape, articulation style and upper-face habits; a speaker says
+UTTERANCES_PER_SPEAKER sentences. Splits are disjoint in voices and in sentences.
+"""
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import num_frames
+from . import speech, text
+from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights
+from .corpus import Utterance, write_corpus
+from .identity import speaker_head
+from .upper_face import MIN_PAUSE_S, UpperFaceStyle, sample_blinks, sample_brow_events, upper_face_weights
+from ..template import Template, load_template
+
+FPS = 30
+SPLITS = ("train", "val", "test")
+SPLIT_SHARE = {"train": 0.8, "val": 0.1, "test": 0.1}
+UTTERANCES_PER_SPEAKER = 12
+VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+LEADING_SILENCE_S = (0.15, 0.5)
+TRAILING_SILENCE_S = (0.3, 0.7)
+EMPHASIS_LOUDNESS = 0.7  # a stressed vowel this loud (relative to the utterance) is emphasised
+
+
+def _rng(*keys: int | str) -> np.random.Generator:
+    """A generator seeded from any mix of ints and strings, identical on every platform."""
+    digest = hashlib.sha256("/".join(map(str, keys)).encode()).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    accent: str
+    variant: str
+    rate: int  # words per minute
+    pitch: int  # espeak 0-100
+    pitch_range: int  # espeak 0-100
+    articulation: ArticulationStyle
+    upper: UpperFaceStyle
+
+
+def split_voices(split: str) -> list[tuple[str, str]]:
+    """(accent, variant) pairs that belong to `split`; disjoint across splits."""
+    # Echo variants put a delayed copy of the speech into the pauses: silences would not be silent.
+    variants = speech.voice_variants(include_echo=False)
+    return [(a, v) for a in speech.ACCENTS for v in variants if text.split_of(f"{a}+{v}") == split]
+
+
+def draw_speaker(seed: int, split: str, index: int) -> Speaker:
+    rng = _rng(seed, split, "speaker", index)
+    voices = split_voices(split)
+    accent, variant = voices[rng.integers(len(voices))]
+    return Speaker(
+        name=f"{accent}+{variant}#{index}", accent=accent, variant=variant,
+        rate=int(rng.integers(130, 200)), pitch=int(rng.integers(25, 75)), pitch_range=int(rng.integers(30, 80)),
+        articulation=ArticulationStyle.sample(rng), upper=UpperFaceStyle.sample(rng),
+    )
+
+
+def draw_sentence(seed: int, split: str, index: int) -> str:
+    """A sentence whose split (by its text) is `split`."""
+    for attempt in range(1000):
+        for sentence in text.sentences(int.from_bytes(_rng(seed, split, "text", index, attempt).bytes(4), "little"), 8):
+            if text.split_of(sentence) == split:
+                return sentence
+    raise RuntimeError(f"no {split} sentence found")
+
+
+def pad_silence(said: speech.Utterance, lead: float, tail: float) -> speech.Utterance:
+    """The utterance with `lead` and `tail` seconds of silence added (espeak leaves almost none,
+    recordings have some); the first and last SIL phones grow to cover it."""
+    n_lead, n_tail = int(round(lead * speech.SAMPLE_RATE)), int(round(tail * speech.SAMPLE_RATE))
+    shift = n_lead / speech.SAMPLE_RATE
+    end = (n_lead + len(said.audio) + n_tail) / speech.SAMPLE_RATE
+    phones = [replace(p, start=p.start + shift, end=p.end + shift) for p in said.phones]
+    if phones[0].symbol != speech.SILENCE:
+        phones.insert(0, speech.Phone(speech.SILENCE, 0.0, shift, False, -1))
+    if phones[-1].symbol != speech.SILENCE:
+        phones.append(speech.Phone(speech.SILENCE, phones[-1].end, end, False, -1))
+    phones[0], phones[-1] = replace(phones[0], start=0.0), replace(phones[-1], end=end)
+    audio = np.concatenate([np.zeros(n_lead, np.float32), said.audio, np.zeros(n_tail, np.float32)])
+    words = [replace(w, start=w.start + shift, end=w.end + shift) for w in said.words]
+    return replace(said, audio=audio, phones=phones, words=words)
+
+
+def emphasis_times(phones: list[speech.Phone], audio: np.ndarray) -> list[float]:
+    """Phrase nuclei (s): in each stretch between pauses, the centre of the loudest stressed vowel,
+    when it is at least EMPHASIS_LOUDNESS loud relative to the utterance."""
+    centres = np.array([(p.start + p.end) / 2 for p in phones])
+    loudness = loudness_envelope(audio, speech.SAMPLE_RATE, centres)
+    nuclei: list[float] = []
+    level, nucleus = EMPHASIS_LOUDNESS, None
+    for phone, centre, loud in zip(phones, centres, loudness):
+        if phone.symbol == speech.SILENCE and phone.end - phone.start >= MIN_PAUSE_S:
+            if nucleus is not None:
+                nuclei.append(nucleus)
+            level, nucleus = EMPHASIS_LOUDNESS, None
+        elif phone.symbol in VOWELS and phone.stressed and loud >= level:
+            level, nucleus = loud, float(centre)
+    if nucleus is not None:
+        nuclei.append(nucleus)
+    return nuclei
+
+
+@dataclass
+class Generated:
+    utterance: Utterance
+    blinks: int
+    brow_raises: int
+    frowns: int
+    stressed: list[bool]
+
+
+def generate_utterance(seed: int, split: str, index: int) -> Generated:
+    """Utterance `index` of a split: speech, phones and ARKit weights [T, 52] at FPS."""
+    speaker_index = index // UTTERANCES_PER_SPEAKER
+    speaker = draw_speaker(seed, split, speaker_index)
+    rng = _rng(seed, split, "utterance", index)
+    voice = speech.Voice(
+        accent=speaker.accent, variant=speaker.variant, rate=int(speaker.rate + rng.integers(-15, 16)),
+        pitch=int(np.clip(speaker.pitch + rng.integers(-8, 9), 0, 100)),
+        pitch_range=int(np.clip(speaker.pitch_range + rng.integers(-10, 11), 0, 100)),
+    )
+    said = pad_silence(speech.synthesize(draw_sentence(seed, split, index), voice),
+                       rng.uniform(*LEADING_SILENCE_S), rng.uniform(*TRAILING_SILENCE_S))
+    phones = [(p.symbol, p.start, p.end) for p in said.phones]
+    duration = len(said.audio) / speech.SAMPLE_RATE
+    times = np.arange(num_frames(len(said.audio), FPS)) / FPS
+    loudness = loudness_envelope(said.audio, speech.SAMPLE_RATE, times)
+    weights = lower_face_weights(phones, times, loudness, speaker.articulation)
+
+    emphasis = emphasis_times(said.phones, said.audio)
+    blinks = sample_blinks(duration, phones, speaker.upper, rng)
+    brows = sample_brow_events(duration, np.array(emphasis), speaker.upper, rng)
+    weights = np.clip(weights + upper_face_weights(times, FPS, blinks, brows, speaker.upper, rng), 0.0, 1.0)
+    return Generated(
+        Utterance(said.audio, weights.astype(np.float32), speaker_index, phones, said.text),
+        blinks=len(blinks), brow_raises=sum(e.kind == "raise" for e in brows),
+        frowns=sum(e.kind == "frown" for e in brows), stressed=[p.stressed for p in said.phones],
+    )
+
+
+def _generate_job(job: tuple[int, str, int]) -> Generated:
+    return generate_utterance(*job)
+
+
+def _one_thread() -> None:
+    """Workers resample with torch; on a busy machine its thread pool only fights the other workers."""
+    torch.set_num_threads(1)
+
+
+def generate_split(seed: int, split: str, minutes: float, workers: int,
+                   progress=print) -> tuple[list[Generated], float]:
+    """Utterances 0, 1, ... until they hold `minutes` of audio; returns them and the CPU-seconds used."""
+    target, total, done = minutes * 60.0, 0.0, []
+    batch = 4 * max(workers, 1)
+    started, cpu_started = time.time(), time.process_time()
+    _one_thread()
+    with multiprocessing.get_context("spawn").Pool(workers, _one_thread) if workers > 1 else _Serial() as pool:
+        index = 0
+        while total < target:
+            for generated in pool.map(_generate_job, [(seed, split, i) for i in range(index, index + batch)]):
+                if total >= target:
+                    break
+                done.append(generated)
+                total += len(generated.utterance.audio) / speech.SAMPLE_RATE
+            index += batch
+            progress(f"  {split}: {total / 60:.1f} / {minutes:.1f} min of speech, {len(done)} utterances, "
+                     f"{time.time() - started:.0f} s")
+    wall = time.time() - started
+    cpu = wall * max(workers, 1) if workers > 1 else time.process_time() - cpu_started
+    return done, cpu
+
+
+class _Serial:
+    """Stands in for a process pool when one worker is asked for."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, jobs):
+        return [fn(job) for job in jobs]
+
+
+def split_statistics(generated: list[Generated]) -> dict:
+    seconds = sum(len(g.utterance.audio) for g in generated) / speech.SAMPLE_RATE
+    minutes = seconds / 60.0
+    phones = [[p[0] for p in g.utterance.phones] for g in generated]
+    return {
+        "utterances": len(generated), "seconds": round(seconds, 1),
+        "speakers": len({g.utterance.speaker for g in generated}),
+        "blinks_per_min": round(sum(g.blinks for g in generated) / minutes, 2),
+        "brow_raises_per_min": round(sum(g.brow_raises for g in generated) / minutes, 2),
+        "frowns_per_min": round(sum(g.frowns for g in generated) / minutes, 2),
+        "coverage": text.phone_coverage(phones),
+    }
+
+
+def write_split(out: Path, seed: int, split: str, minutes: float, workers: int, template: Template) -> dict:
+    generated, cpu = generate_split(seed, split, minutes, workers)
+    speakers = sorted({g.utterance.speaker for g in generated})
+    row = {s: i for i, s in enumerate(speakers)}
+    utterances = [g.utterance for g in generated]
+    for u in utterances:
+        u.speaker = row[u.speaker]
+    names = [draw_speaker(seed, split, s).name for s in speakers]
+    heads = np.stack([speaker_head(template.vertices, _rng(seed, split, "head", s)) for s in speakers])
+    path = out / f"{split}.npz"
+    write_corpus(path, utterances, heads, names, FPS, speech.SAMPLE_RATE, seed, split)
+    stats = split_statistics(generated)
+    stats.update(cpu_seconds=round(cpu, 1), speed_x=round(stats["seconds"] / max(cpu, 1e-9), 1),
+                 bytes=path.stat().st_size, mb_per_hour=round(path.stat().st_size / 1e6 / (stats["seconds"] / 3600), 1))
+    report = (f"# Corpus split `{split}` (seed {seed})\n\n" + "\n".join(
+        f"- {k}: {v}" for k, v in stats.items() if k != "coverage") + "\n\n## Phone coverage\n\n"
+        + text.coverage_table(stats["coverage"]) + "\n")
+    (out / f"{split}_report.md").write_text(report)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the synthetic talking-face corpus.")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--minutes", type=float, default=60.0, help="minutes of speech in all (or in --split)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=SPLITS, help="one split only (default: all, 80/10/10)")
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--preview", action="store_true", help="write a preview contact sheet instead")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.preview:
+        from .preview import write_preview
+
+        for path in write_preview(args.out, args.seed):
+            print(f"wrote {path}")
+        return
+    template = load_template()
+    splits = [args.split] if args.split else list(SPLITS)
+    for split in splits:
+        minutes = args.minutes if args.split else args.minutes * SPLIT_SHARE[split]
+        stats = write_split(args.out, args.seed, split, minutes, args.workers, template)
+        print(json.dumps({k: v for k, v in stats.items() if k != "coverage"}))
+    print(f"wrote {', '.join(str(args.out / f'{s}.npz') for s in splits)}")
+
+
+if __name__ == "__main__":
+    main()
