@@ -288,10 +288,11 @@ def window_size(past_s: float = DEFAULT_PAST_S, future_s: float = DEFAULT_FUTURE
     return _mel_frames(past_s) + _mel_frames(future_s)
 
 
-def _mel_centres(n_frames: int, fps: float) -> torch.Tensor:
-    """Index of the mel frame nearest to each video frame's time t / fps: int64 [n_frames]."""
+def _mel_centres(n_frames: int, fps: float, first_frame: int = 0) -> torch.Tensor:
+    """Index of the mel frame nearest to each video frame's time t / fps, for t = first_frame ..
+    first_frame + n_frames - 1: int64 [n_frames]."""
     rate = _rational(fps)
-    t = torch.arange(n_frames, dtype=torch.int64)
+    t = torch.arange(first_frame, first_frame + n_frames, dtype=torch.int64)
     # floor(t * MEL_FPS / fps + 1/2) in integers, so long clips do not drift
     return (2 * t * MEL_FPS * rate.denominator + rate.numerator) // (2 * rate.numerator)
 
@@ -302,8 +303,9 @@ def frame_windows(
     fps: float,
     past_s: float = DEFAULT_PAST_S,
     future_s: float = DEFAULT_FUTURE_S,
+    first_frame: int = 0,
 ) -> torch.Tensor:
-    """Cut one window of mel frames per video frame.
+    """Cut one window of mel frames per video frame, for frames first_frame .. first_frame + n_frames - 1.
 
     mel: [M, N_MELS] or [B, M, N_MELS] from log_mel. For video frame t (time t / fps) with
     nearest mel frame c, the window holds mel frames c - round(past_s * MEL_FPS) ..
@@ -313,7 +315,7 @@ def frame_windows(
     past, future = _mel_frames(past_s), _mel_frames(future_s)
     if past < 0 or future < 0 or past + future == 0:
         raise ValueError(f"window must be non-empty and non-negative, got past_s={past_s}, future_s={future_s}")
-    centres = _mel_centres(n_frames, fps).to(mel.device)
+    centres = _mel_centres(n_frames, fps, first_frame).to(mel.device)
     beyond_end = int(centres[-1]) + future - mel.shape[-2] if n_frames else 0
     padded = F.pad(mel, (0, 0, past, max(0, beyond_end)), value=math.log(LOG_FLOOR))
     index = centres[:, None] + torch.arange(future + past, device=mel.device)  # padded rows [T, W]

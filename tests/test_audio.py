@@ -319,3 +319,11 @@ def test_stdlib_reader_rejects_unsupported_encoding(tmp_path, monkeypatch):
     path = write_wav(tmp_path / "alaw.wav", np.zeros((100, 1)), 8000, tag=6, bits=8)
     with pytest.raises(AudioError, match="unsupported WAV encoding"):
         audio.load_audio(path)
+
+
+@pytest.mark.parametrize("fps", [30, 29.97, 24])
+def test_frame_windows_from_a_first_frame_equal_the_slice(fps):
+    mel = torch.randn(900, audio.N_MELS)
+    full = audio.frame_windows(mel, 250, fps)
+    part = audio.frame_windows(mel, 70, fps, first_frame=180)
+    assert torch.equal(part, full[180:250])

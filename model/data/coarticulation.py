@@ -50,6 +50,7 @@ TARGETS: dict[str, tuple[tuple[float, ...], ...]] = {
     "R": ((0.15, 0.05, 0.45, 0.30, 0.0),), "W": ((0.10, 0.05, 0.85, 0.20, 0.0),), "Y": ((0.10, 0.05, 0.0, 0.0, 0.35),),
     "SIL": ((0.0, 0.0, 0.0, 0.0, 0.0),),
 }
+REST_SPACING_S = 0.08
 BILABIALS = frozenset({"P", "B", "M"})
 LABIODENTALS = frozenset({"F", "V"})
 # Dominance strength (jaw, lips): consonants made with the tongue let the lips follow the vowels.
@@ -74,32 +75,38 @@ class ArticulationStyle:
     gain: float = 1.0  # scales jaw and lip opening
     asymmetry: float = 0.0  # left side gain is (1 + asymmetry), right side (1 - asymmetry)
     lead: float = 0.05  # seconds the lip gestures precede the sound
-    rise: float = 0.09  # seconds: dominance half-life before a target (anticipation)
-    decay: float = 0.06  # seconds: dominance half-life after a target (carry-over)
+    rise: float = 0.065  # seconds: dominance half-life before a target (anticipation)
+    decay: float = 0.05  # seconds: dominance half-life after a target (carry-over)
     loudness_coupling: float = 0.5  # 0: articulation ignores loudness, 1: fully proportional
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> "ArticulationStyle":
         return cls(
             gain=rng.uniform(0.75, 1.3), asymmetry=rng.uniform(-0.15, 0.15), lead=rng.uniform(0.02, 0.09),
-            rise=rng.uniform(0.07, 0.12), decay=rng.uniform(0.045, 0.075), loudness_coupling=rng.uniform(0.3, 0.7),
+            rise=rng.uniform(0.05, 0.08), decay=rng.uniform(0.04, 0.06), loudness_coupling=rng.uniform(0.3, 0.7),
         )
+
+
+def _target_times(symbol: str, start: float, end: float, lead: float) -> list[float]:
+    """Centres (s) of a phone's targets. Diphthongs have two, at 30 % and 80 %. A pause has a
+    rest target every REST_SPACING_S through it, so the face settles to rest inside long pauses and
+    only the last ~100 ms before speech carry anticipation."""
+    if symbol == "SIL":
+        count = max(1, int(round((end - start) / REST_SPACING_S)))
+        return list(np.linspace(start, end, count + 2)[1:-1])
+    fractions = (0.5,) if len(TARGETS[symbol]) == 1 else (0.3, 0.8)
+    return [start + f * (end - start) - lead for f in fractions]
 
 
 def _targets(phones: list[tuple[str, float, float]], lead: float):
     """Target centres [P] s, targets [P, 5], dominance [P, 2] (jaw, lips) for every phone target."""
     centres, targets, alphas = [], [], []
     for symbol, start, end in phones:
-        shapes = TARGETS[symbol]
-        fractions = (0.5,) if len(shapes) == 1 else (0.3, 0.8)
-        shift = 0.0 if symbol == "SIL" else lead
-        for fraction, shape in zip(fractions, shapes):
-            centres.append(start + fraction * (end - start) - shift)
-            targets.append(shape)
-            # A long pause dominates more: the face settles to rest instead of hanging between words.
-            alpha = _alpha(symbol)
-            scale = 1.0 + 4.0 * max(0.0, end - start - 0.15) if symbol == "SIL" else 1.0
-            alphas.append((alpha[0] * scale, alpha[1] * scale))
+        times = _target_times(symbol, start, end, lead)
+        shapes = TARGETS[symbol] * len(times) if symbol == "SIL" else TARGETS[symbol]
+        centres += times
+        targets += shapes
+        alphas += [_alpha(symbol)] * len(times)
     return np.array(centres), np.array(targets), np.array(alphas)
 
 

@@ -187,7 +187,7 @@ def segment_windows(span_audio: np.ndarray, span: AudioSpan, start_frame: int, n
     first = span.first_row - span.first_sample // HOP_LENGTH  # the span's row for clip row first_row
     rows = mel[first : first + span.end_row - span.first_row]
     clip_rows = F.pad(rows, (0, 0, span.first_row, 0))  # row r is clip row r; the segment reads none below first_row
-    return frame_windows(clip_rows, start_frame + n_frames, fps, past_s, future_s)[start_frame:].clone()
+    return frame_windows(clip_rows, n_frames, fps, past_s, future_s, first_frame=start_frame)
 
 
 # --- the dataset ----------------------------------------------------------------------------
