@@ -1,0 +1,157 @@
+"""Speech to whole-face animation: the high-level call, region mixing, and the `.npz` contract.
+
+    python -m model.animate speech.wav --out anim.npz [--variants 4] [--seed 0] [--temperature 1.0]
+                                                      [--argmax] [--device auto|cpu|cuda]
+
+Pipeline: audio -> log-mel -> per-frame windows -> audio codes (in chunks, bounded memory) ->
+codes sampled from the context model (K variants in one batch) -> vertex decoder on the template.
+Variants share the lips: every variant's mouth region is variant 0's (the audio determines the
+mouth), blended by the template's soft mouth weights; the upper faces are the variants' own.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioError, frame_windows, load_audio, log_mel, normalize_loudness, num_frames
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, pick_device
+from .npz import save_npz
+from .sampler import sample_codes
+from .template import Template, load_template
+
+AUDIO_CHUNK_FRAMES = 1024  # frames of audio windows encoded at once
+
+
+@dataclass
+class Animation:
+    """K sampled variants of a face animation at `fps`; frame t is at t / fps from the audio's start."""
+
+    vertices: np.ndarray  # float32 [K, T, V, 3] metres, Blender axes
+    codes: np.ndarray  # int64 [K, T, H] the sampled categorical codes
+    fps: float
+    seed: int
+    temperature: float
+    model_version: str
+
+
+@lru_cache(maxsize=2)
+def _load(checkpoint: str, device: str):
+    return load_checkpoint(checkpoint, device)
+
+
+@torch.no_grad()
+def audio_codes(meshtalk, mel: torch.Tensor, n_frames: int, fps: float, past_s: float, future_s: float) -> torch.Tensor:
+    """Per-frame audio codes [T, A] from log-mel [M, 80], AUDIO_CHUNK_FRAMES frames at a time."""
+    chunks = []
+    for first in range(0, n_frames, AUDIO_CHUNK_FRAMES):
+        n = min(AUDIO_CHUNK_FRAMES, n_frames - first)
+        windows = frame_windows(mel, n, fps, past_s, future_s, first_frame=first)
+        chunks.append(meshtalk.audio_codes(windows[None])[0])
+    return torch.cat(chunks)
+
+
+def mix_regions(lips_from: np.ndarray, upper_from: np.ndarray, mouth_weights: np.ndarray) -> np.ndarray:
+    """Vertices [..., V, 3] with the mouth region (soft weights [V]) of `lips_from` and the rest of `upper_from`."""
+    w = mouth_weights[:, None].astype(np.float32)
+    return w * lips_from + (1.0 - w) * upper_from
+
+
+@torch.no_grad()
+def animate(
+    audio: str | Path | np.ndarray,
+    variants: int = 1,
+    seed: int = 0,
+    temperature: float = 1.0,
+    argmax: bool = False,
+    device: str = "auto",
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    template: Template | None = None,
+    lips_from: np.ndarray | None = None,
+    progress=None,
+) -> Animation:
+    """Animate the template head from speech.
+
+    audio: a file path, or 16 kHz mono samples [N]. variants: K. seed: the sampler's seed.
+    temperature: > 0, lower is calmer. argmax: the most likely codes instead of sampling.
+    lips_from: vertices [T, V, 3] whose mouth region every variant keeps (re-roll the upper face);
+    default: variant 0's own. progress: called with a fraction in [0, 1]; may raise to cancel.
+    """
+    if variants < 1:
+        raise ValueError(f"variants must be at least 1, got {variants}")
+    if not argmax and temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    template = template or load_template()
+    torch_device = pick_device(device)
+    config, meshtalk, context, info = _load(str(checkpoint), str(torch_device))
+    if config.num_vertices != template.num_vertices:
+        raise ValueError(f"the model was trained for {config.num_vertices} vertices, the template has "
+                         f"{template.num_vertices}")
+    samples = load_audio(audio) if isinstance(audio, (str, Path)) else normalize_loudness(np.asarray(audio, np.float32))
+    n_frames = num_frames(len(samples), config.fps)
+    mel = log_mel(torch.from_numpy(samples).to(torch_device))
+    codes_audio = audio_codes(meshtalk, mel, n_frames, config.fps, config.past_s, config.future_s)
+    generator = torch.Generator(torch_device).manual_seed(seed)
+    sampling_progress = (lambda f: progress(0.9 * f)) if progress else None
+    codes = sample_codes(context, codes_audio, variants=variants, temperature=temperature, generator=generator,
+                         argmax=argmax, progress=sampling_progress)
+    head = torch.as_tensor(template.vertices, device=torch_device)
+    vertices = np.empty((variants, n_frames, template.num_vertices, 3), np.float32)
+    for k in range(variants):  # one variant at a time bounds the decoder's memory
+        vertices[k] = meshtalk.decode(codes[k : k + 1], head)[0].cpu().numpy()
+    lips = vertices[0] if lips_from is None else lips_from
+    if lips.shape != vertices.shape[1:]:
+        raise ValueError(f"lips_from has shape {lips.shape}, expected {vertices.shape[1:]}")
+    for k in range(variants):
+        if lips_from is not None or k > 0:
+            vertices[k] = mix_regions(lips, vertices[k], template.mouth_weights)
+    if progress:
+        progress(1.0)
+    return Animation(vertices, codes.cpu().numpy(), float(config.fps), seed, float(temperature),
+                     str(info.get("model_version", "unversioned")))
+
+
+def save_animation(path: Path | str, animation: Animation, template: Template) -> None:
+    """Write the animation contract (README, DESIGN §4) as a pickle-free .npz."""
+    save_npz(Path(path), {
+        "vertices": animation.vertices, "fps": np.float64(animation.fps),
+        "template": template.vertices, "faces": template.faces.astype(np.int32),
+        "lip_upper_inner": template.lip_upper_inner, "lip_lower_inner": template.lip_lower_inner,
+        "eyelid_upper_L": template.eyelid_upper_L, "eyelid_lower_L": template.eyelid_lower_L,
+        "eyelid_upper_R": template.eyelid_upper_R, "eyelid_lower_R": template.eyelid_lower_R,
+        "mouth_weights": template.mouth_weights, "upper_face_weights": template.upper_face_weights,
+        "seed": np.int64(animation.seed), "temperature": np.float64(animation.temperature),
+        "model_version": np.array(animation.model_version),
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Animate the template head from speech; writes an .npz.")
+    parser.add_argument("audio", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--argmax", action="store_true", help="most likely codes instead of sampling")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    args = parser.parse_args(argv)
+    template = load_template()
+    try:
+        animation = animate(args.audio, args.variants, args.seed, args.temperature, args.argmax, args.device,
+                            args.checkpoint, template)
+    except (AudioError, CheckpointError, RuntimeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    save_animation(args.out, animation, template)
+    K, T = animation.vertices.shape[:2]
+    print(f"wrote {args.out}: {K} variant(s) x {T} frames at {animation.fps:g} fps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Score MeshTalk against the static template and the deterministic regressor on a held-out split.
+
+    python -m model.evaluate --corpus data/corpus --split test --run runs/default --out out/eval
+
+Writes `OUT/metrics.md` (a markdown table), `OUT/metrics.json` and `OUT/lip_gap.png` (the
+inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
+Every method animates the speaker's own neutral head, as the ground truth does.
+"""
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .animate import animate
+from .audio import frame_windows, log_mel, normalize_loudness
+from .checkpoint import DEFAULT_CHECKPOINT
+from .config import ModelConfig
+from .data.corpus import load_corpus
+from .networks import Regressor
+from .template import load_template
+
+
+def _regressor(run: Path):
+    path = run / "regressor.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = Regressor(ModelConfig.from_dict(json.loads(state["model_config"])))
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+@torch.no_grad()
+def _regress(net: Regressor, audio: np.ndarray, frames: int, head: np.ndarray) -> np.ndarray:
+    config = net.config
+    windows = frame_windows(log_mel(torch.from_numpy(normalize_loudness(audio))), frames, config.fps,
+                            config.past_s, config.future_s)
+    return net(windows[None], torch.as_tensor(head))[0].numpy()
+
+
+def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants: int, limit: int | None,
+             out: Path) -> dict:
+    template = load_template()
+    corpus = load_corpus(corpus_dir / f"{split}.npz", template)
+    lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
+    regressor = _regressor(run)
+    methods = ["static template"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
+    rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}} for m in methods}
+    gt_blinks, seconds, diversity, example = 0, 0.0, [], None
+    for u in range(len(corpus) if limit is None else min(limit, len(corpus))):
+        head = corpus.utterance_template(u)
+        truth = corpus.vertices(u)
+        audio = corpus.utterance_audio(u)
+        speaker = replace(template, vertices=head)
+        anim = animate(audio, variants=variants, seed=u, checkpoint=checkpoint, template=speaker, device="cpu")
+        n = min(len(truth), anim.vertices.shape[1])
+        predictions = {"static template": np.repeat(head[None], n, axis=0),
+                       "MeshTalk (variant 0)": anim.vertices[0, :n]}
+        if regressor:
+            predictions["regressor"] = _regress(regressor, audio, len(truth), head)[:n]
+        truth = truth[:n]
+        truth_dynamics = metrics.upper_face_dynamics(truth, head, upper)
+        for name, pred in predictions.items():
+            row = rows[name]
+            row["lve"].append(metrics.lip_vertex_error(pred, truth, lips))
+            row["mve"].append(metrics.mean_vertex_error(pred, truth))
+            row["fdd"].append(truth_dynamics - metrics.upper_face_dynamics(pred, head, upper))
+            row["blinks"] += metrics.blinks(pred, speaker)
+            for kind, (hits, total) in metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker).items():
+                h, t = row["sync"].get(kind, (0, 0))
+                row["sync"][kind] = (h + hits, t + total)
+        gt_blinks += metrics.blinks(truth, speaker)
+        seconds += n / corpus.fps
+        if variants > 1:
+            diversity.append(metrics.variant_diversity(anim.vertices[:, :n], speaker))
+        if example is None:
+            example = (u, truth, predictions, speaker)
+    summary = {"split": split, "utterances": len(rows[methods[0]]["lve"]), "seconds": round(seconds, 1),
+               "ground_truth_blinks_per_min": round(gt_blinks / seconds * 60, 2), "methods": {}}
+    for name, row in rows.items():
+        lve = float(np.mean(row["lve"]))
+        summary["methods"][name] = {
+            "sqrt_lve_mm": round(float(np.sqrt(lve)), 3), "lve_mm2": round(lve, 3),
+            "mve_mm": round(float(np.mean(row["mve"])), 3), "fdd_mm2": round(float(np.mean(row["fdd"])), 4),
+            "blinks_per_min": round(row["blinks"] / seconds * 60, 2),
+            **{f"{k}_pct": round(100 * h / max(t, 1), 1) for k, (h, t) in row["sync"].items()},
+        }
+    if diversity:
+        summary["diversity_mm"] = {k: round(float(np.mean([d[k] for d in diversity])), 4) for k in diversity[0]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    (out / "metrics.md").write_text(markdown_table(summary))
+    _plot_lip_gap(out / "lip_gap.png", example, corpus.fps)
+    return summary
+
+
+def markdown_table(summary: dict) -> str:
+    keys = list(next(iter(summary["methods"].values())))
+    lines = [f"Split `{summary['split']}`: {summary['utterances']} utterances, {summary['seconds']} s; "
+             f"ground truth {summary['ground_truth_blinks_per_min']} blinks/min.", "",
+             "| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, values in summary["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(str(values[k]) for k in keys) + " |")
+    if "diversity_mm" in summary:
+        d = summary["diversity_mm"]
+        lines += ["", f"Variant diversity (std across variants): upper face {d['upper_face_mm']} mm, "
+                      f"mouth {d['mouth_mm']} mm."]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_lip_gap(path: Path, example, fps: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    u, truth, predictions, speaker = example
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    times = np.arange(len(truth)) / fps
+    ax.plot(times, metrics.lip_gap_mm(truth, speaker), "k", lw=2, label="ground truth")
+    for name, pred in predictions.items():
+        ax.plot(times, metrics.lip_gap_mm(pred, speaker), label=name)
+    ax.set(xlabel="s", ylabel="inner-lip gap (mm)", title=f"utterance {u}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Score MeshTalk and the baselines on a held-out split.")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--split", default="test", choices=("val", "test"))
+    parser.add_argument("--run", type=Path, default=Path("runs/default"), help="training run (for the regressor)")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--variants", type=int, default=4)
+    parser.add_argument("--limit", type=int, help="score only the first N utterances")
+    parser.add_argument("--out", type=Path, default=Path("out/eval"))
+    args = parser.parse_args(argv)
+    summary = evaluate(args.corpus, args.split, args.run, args.checkpoint, args.variants, args.limit, args.out)
+    print(markdown_table(summary))
+
+
+if __name__ == "__main__":
+    main()

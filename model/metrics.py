@@ -1,0 +1,104 @@
+"""Quality metrics on vertex sequences (numpy only). Vertices are [T, V, 3] in metres; results in mm.
+
+- LVE (as in FaceFormer/CodeTalker): per frame the maximum squared distance over the lip vertices,
+  averaged over frames (mm^2); its square root is reported too.
+- MVE: mean vertex distance (mm).
+- FDD: per sequence, the std over time of each upper-face vertex's squared motion from the
+  template, averaged over upper-face vertices; ground truth minus prediction.
+- Lip sync from phone timing alone (also for real speech without ground-truth meshes): lips
+  close on p/b/m, open on open vowels, rest in pauses.
+- Blink rate, and the diversity of sampled variants on the upper face versus the mouth.
+"""
+
+import numpy as np
+
+from .template import Template
+
+MM = 1000.0
+LIP_RADIUS_M = 0.012  # lip region: within 12 mm of the inner-lip contour
+CLOSED_GAP_MM = 1.5  # lips closed: the widest inner-lip gap is below this
+OPEN_GAP_MM = 5.0  # mouth open: the widest inner-lip gap exceeds this
+EYE_CLOSED_SHARE = 0.3  # an eye is closed when its lid gap is under 30 % of the neutral gap
+BILABIALS = ("P", "B", "M")
+OPEN_VOWELS = ("AA", "AE", "AO", "AW", "AY")
+BILABIAL_SLACK_S = 0.1  # closure may come up to this early (anticipation)
+# Rest is judged inside a pause, away from its edges: lips carry over for ~100 ms after speech
+# and anticipate the next sound (rounding most) for up to ~200 ms before it.
+REST_AFTER_S, REST_BEFORE_S, MIN_REST_WINDOW_S = 0.1, 0.2, 0.1
+
+
+def lip_vertices(template: Template) -> np.ndarray:
+    """int [L] vertices of the lips: within LIP_RADIUS_M of the inner-lip contour, in the neutral."""
+    contour = template.vertices[np.concatenate([template.lip_upper_inner, template.lip_lower_inner])]
+    distance = np.linalg.norm(template.vertices[:, None] - contour[None], axis=2).min(axis=1)
+    return np.flatnonzero(distance < LIP_RADIUS_M)
+
+
+def lip_vertex_error(pred: np.ndarray, target: np.ndarray, lips: np.ndarray) -> float:
+    """LVE in mm^2: mean over frames of the max over lip vertices of the squared distance."""
+    squared = (((pred[:, lips] - target[:, lips]) * MM) ** 2).sum(axis=-1)
+    return float(squared.max(axis=1).mean())
+
+
+def mean_vertex_error(pred: np.ndarray, target: np.ndarray) -> float:
+    """MVE in mm: mean Euclidean distance over frames and vertices."""
+    return float(np.linalg.norm((pred - target) * MM, axis=-1).mean())
+
+
+def upper_face_dynamics(vertices: np.ndarray, template_vertices: np.ndarray, upper: np.ndarray) -> float:
+    """Mean over upper-face vertices of the std over time of the squared motion (mm^2)."""
+    motion = (((vertices[:, upper] - template_vertices[upper]) * MM) ** 2).sum(axis=-1)
+    return float(motion.std(axis=0).mean())
+
+
+def lip_gap_mm(vertices: np.ndarray, template: Template) -> np.ndarray:
+    """[T] widest gap between paired inner-lip vertices, mm."""
+    gap = vertices[:, template.lip_upper_inner] - vertices[:, template.lip_lower_inner]
+    return np.linalg.norm(gap, axis=-1).max(axis=-1) * MM
+
+
+def _frames(start: float, end: float, fps: float, n: int) -> np.ndarray:
+    first, last = int(np.ceil(max(start, 0.0) * fps)), int(np.floor(end * fps))
+    return np.arange(max(first, 0), min(last, n - 1) + 1)
+
+
+def lip_sync_scores(vertices: np.ndarray, fps: float, phones: list[tuple[str, float, float]],
+                    template: Template) -> dict[str, tuple[int, int]]:
+    """(hits, total) for: closure at every p/b/m (some frame from BILABIAL_SLACK_S before the phone
+    to its end has closed lips), opening at open vowels (the widest frame inside the vowel is
+    open), and rest in pauses (closed from REST_AFTER_S after the pause starts to REST_BEFORE_S
+    before it ends, where that leaves at least MIN_REST_WINDOW_S)."""
+    gap = lip_gap_mm(vertices, template)
+    scores = {"closure": [0, 0], "opening": [0, 0], "rest": [0, 0]}
+    for symbol, start, end in phones:
+        if symbol in BILABIALS:
+            frames, kind, hit = _frames(start - BILABIAL_SLACK_S, end, fps, len(gap)), "closure", np.min
+        elif symbol in OPEN_VOWELS:
+            frames, kind, hit = _frames(start, end, fps, len(gap)), "opening", np.max
+        elif symbol == "SIL" and end - start - REST_AFTER_S - REST_BEFORE_S >= MIN_REST_WINDOW_S:
+            frames, kind, hit = _frames(start + REST_AFTER_S, end - REST_BEFORE_S, fps, len(gap)), "rest", np.max
+        else:
+            continue
+        if len(frames) == 0:
+            continue
+        value = hit(gap[frames])
+        scores[kind][0] += int(value > OPEN_GAP_MM if kind == "opening" else value < CLOSED_GAP_MM)
+        scores[kind][1] += 1
+    return {k: (v[0], v[1]) for k, v in scores.items()}
+
+
+def blinks(vertices: np.ndarray, template: Template) -> int:
+    """Number of eye closures (both lids of the left eye under EYE_CLOSED_SHARE of their neutral gap)."""
+    upper, lower = template.eyelid_upper_L, template.eyelid_lower_L
+    neutral = np.linalg.norm(template.vertices[upper] - template.vertices[lower], axis=-1).mean()
+    gap = np.linalg.norm(vertices[:, upper] - vertices[:, lower], axis=-1).mean(axis=-1)
+    closed = gap < EYE_CLOSED_SHARE * neutral
+    return int(np.sum(closed[1:] & ~closed[:-1]) + closed[0])
+
+
+def variant_diversity(variants: np.ndarray, template: Template) -> dict[str, float]:
+    """Std across K variants [K, T, V, 3] (mm), averaged over frames, in the upper face and the mouth."""
+    spread = np.linalg.norm(variants.std(axis=0) * MM, axis=-1)  # [T, V]
+    upper = template.upper_face_weights > 0.5
+    mouth = template.mouth_weights > 0.5
+    return {"upper_face_mm": float(spread[:, upper].mean()), "mouth_mm": float(spread[:, mouth].mean())}

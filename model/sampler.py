@@ -1,0 +1,473 @@
+"""Sampling codes from the context model (model/context.py), given per-frame audio codes.
+
+Two samplers that draw exactly the same samples from the same randomness:
+
+* ``sample_codes_reference``: the straightforward loop of the reference code. For every frame t
+  and head h it runs the full model over all frames so far (codes grown by concatenation) and
+  samples logits[:, t, h]. Cost O(T^2 H) full forwards; for tests and benchmarks.
+* ``sample_codes``: the fast sampler. Linear in T, memory O(T*H) for the output plus
+  O(receptive field) state. K variants run as one batch.
+
+Randomness (shared by both): Gumbel-max. For every variant k, frame t, head h there is a Gumbel
+vector g[k, t, h, :] (C values) and the sample is
+
+    code[k, t, h] = argmax_c( logits[k, t, h, c] / temperature + g[k, t, h, c] )
+
+which is an exact sample of softmax(logits / temperature). ``noise=`` passes g [K, T, H, C]
+directly; otherwise g is drawn from ``generator`` (or torch's default generator) in fixed blocks
+of NOISE_BLOCK frames, in time order, each block one ``torch.rand((K, n, H, C))`` call, so the
+same generator state gives the same noise whatever the chunking. ``argmax=True`` takes the
+mode (argmax of the logits) and draws nothing.
+
+How ``sample_codes`` is fast (the model is described in context.py):
+
+1. Past taps. Layer i at frame t reads frame t - d_i, known before frame t starts. Layer 0 reads
+   the code embeddings, so its past tap is a sum of H precomputed rows (table[h*C + code] =
+   embedding @ W_past block; one embedding_bag per frame). Layers i >= 1 keep a ring buffer of
+   the last d_i frames of what their tap reads and compute the tap for a batch of frames in one
+   matmul (weights read once per batch). With ``background`` (default on CPU with >= 2 cores)
+   these matmuls run in a helper thread one frame ahead, overlapping the head loop. The audio
+   projections of all layers are one matmul per chunk of frames.
+2. Heads within a frame. With the A/B masks head h depends on every lower head of its frame, so
+   heads are sampled one at a time, but each head computes only its own E-wide slice of every
+   layer. Layer 0 (mask A): once head h is sampled, its class's precomputed row (embedding @
+   W_cur block) is *pushed* into the pre-activations of all higher heads (one gather + add).
+   Layers >= 1 (mask B): head h *pulls* from the outputs of heads <= h of the layer below with
+   one [K, (h+1)E] x [(h+1)E, E] matmul; the residual is folded in as y + relu(z) =
+   max(y + z, y) by adding the identity to the diagonal block. Then E x C logits and the
+   Gumbel-max argmax. About 11 small ops per head; the arithmetic per frame is less than one
+   dense forward of one frame (the masked weights are used once, the zero blocks never).
+   At K = 1 the cost is bound by reading the weights (~10 MB per frame) and by op dispatch.
+3. Memory: the output [K, T, H], the ring buffers (receptive field), and one chunk of audio
+   projections and noise; nothing grows with T otherwise.
+"""
+
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from .context import ContextModel
+
+NOISE_BLOCK = 256  # frames of Gumbel noise drawn per generator call (fixes the random stream)
+DEFAULT_CHUNK_FRAMES = 512  # frames of audio projections held at once by sample_codes
+DEFAULT_PROGRESS_EVERY = 32  # frames between progress callbacks
+
+
+class SamplingCancelled(Exception):
+    """Raise this from a progress callback to stop sampling (any exception works; this one is tidy)."""
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """Run with torch's intra-op threads set to n (None: unchanged); restores the setting."""
+    old = torch.get_num_threads()
+    if n is None or int(n) == old:
+        yield
+        return
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _param(model: ContextModel) -> torch.Tensor:
+    return model.out_weight
+
+
+def _prepare(model, audio, variants, noise):
+    """audio [T, A] or [Ka, T, A] -> ([Ka, T, A] on the model's device/dtype, K)."""
+    p = _param(model)
+    if audio.dim() == 2:
+        audio = audio.unsqueeze(0)
+    if audio.dim() != 3 or audio.shape[2] != model.audio_width:
+        a = model.audio_width
+        raise ValueError(f"audio must be [T, {a}] or [K, T, {a}], got {tuple(audio.shape)}")
+    audio = audio.to(device=p.device, dtype=p.dtype)
+    ka = audio.shape[0]
+    variants = int(variants)
+    if variants < 1:
+        raise ValueError(f"variants must be >= 1, got {variants}")
+    if ka == 1:
+        k = variants
+    elif variants in (1, ka):
+        k = ka
+    else:
+        raise ValueError(f"audio has {ka} variants but variants={variants}")
+    if noise is not None:
+        expected = (k, audio.shape[1], model.heads, model.classes)
+        if noise.shape[0] != k and ka == 1 and variants == 1:
+            k = noise.shape[0]
+            expected = (k,) + expected[1:]
+        if tuple(noise.shape) != expected:
+            raise ValueError(f"noise must be [K, T, H, C] = {expected}, got {tuple(noise.shape)}")
+    return audio, k
+
+
+def _check_temperature(temperature: float, argmax: bool) -> float:
+    temperature = float(temperature)
+    if not argmax and not (temperature > 0.0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    return temperature
+
+
+class GumbelNoise:
+    """Gumbel noise g [K, T, H, C], served in time order, drawn in blocks of NOISE_BLOCK frames.
+
+    Either wraps a given tensor (``noise``) or draws block b (frames b*NOISE_BLOCK ...) with one
+    ``torch.rand((K, n, H, C), generator=generator)`` call when first needed. Frames must be
+    requested in non-decreasing order; only the current block is kept.
+    """
+
+    def __init__(self, k, frames, heads, classes, *, device, dtype, generator=None, noise=None):
+        self.shape = (k, frames, heads, classes)
+        self.device, self.dtype, self.generator = device, dtype, generator
+        self.noise = None if noise is None else noise.to(device=device, dtype=dtype)
+        self._block = -1
+        self._data = None
+
+    def _draw(self, block: int) -> torch.Tensor:
+        k, frames, heads, classes = self.shape
+        n = min(NOISE_BLOCK, frames - block * NOISE_BLOCK)
+        device = self.generator.device if self.generator is not None else self.device
+        u = torch.rand((k, n, heads, classes), generator=self.generator, device=device, dtype=self.dtype)
+        u = u.to(self.device).clamp_min_(torch.finfo(self.dtype).tiny)
+        return u.log_().neg_().log_().neg_()
+
+    def frames(self, t0: int, t1: int) -> torch.Tensor:
+        """Noise for frames [t0, t1): [K, t1 - t0, H, C]."""
+        if self.noise is not None:
+            return self.noise[:, t0:t1]
+        parts = []
+        t = t0
+        while t < t1:
+            block = t // NOISE_BLOCK
+            if block != self._block:
+                if block < self._block:
+                    raise RuntimeError("GumbelNoise frames must be requested in time order")
+                while self._block < block:  # draw (and skip) blocks in order
+                    self._block += 1
+                    self._data = self._draw(self._block)
+            start = t - block * NOISE_BLOCK
+            stop = min(t1, (block + 1) * NOISE_BLOCK) - block * NOISE_BLOCK
+            parts.append(self._data[:, start:stop])
+            t += stop - start
+        if not parts:
+            k, _, heads, classes = self.shape
+            return torch.empty((k, 0, heads, classes), device=self.device, dtype=self.dtype)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+
+@torch.no_grad()
+def sample_codes_reference(
+    model: ContextModel,
+    audio: torch.Tensor,
+    temperature: float = 1.0,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    argmax: bool = False,
+    variants: int = 1,
+) -> torch.Tensor:
+    """Reference sampler: for t, for h, a full forward over frames 0..t. Returns codes [K, T, H].
+
+    audio: [T, A] or [1 or K, T, A] audio codes. noise: Gumbel [K, T, H, C] (else drawn from
+    generator, see GumbelNoise). Cost O(T^2 H); use sample_codes for real work.
+    """
+    temperature = _check_temperature(temperature, argmax)
+    audio, k = _prepare(model, audio, variants, noise)
+    T, H = audio.shape[1], model.heads
+    p = _param(model)
+    if not argmax:
+        gumbel = GumbelNoise(
+            k, T, H, model.classes, device=p.device, dtype=p.dtype, generator=generator, noise=noise
+        ).frames(0, T)
+    codes = torch.zeros((k, 0, H), dtype=torch.long, device=p.device)
+    for t in range(T):
+        codes = torch.cat([codes, torch.zeros((k, 1, H), dtype=torch.long, device=p.device)], 1)
+        for h in range(H):
+            logits = model(codes, audio[:, : t + 1])[:, t, h]
+            score = logits if argmax else logits / temperature + gumbel[:, t, h]
+            codes[:, t, h] = score.argmax(-1)
+    return codes
+
+
+class _Plan:
+    """Weights of a ContextModel rearranged for incremental sampling.
+
+    Built once per set of parameter values (~0.1 s for the released size) and cached on the model
+    (about 33 MB at H=16, E=64, C=128; rebuilt when a parameter changes in place or is replaced);
+    the temperature is applied per call (it only scales the E x C logits weights).
+    """
+
+    def __init__(self, model: ContextModel):
+        H, C, E = model.heads, model.classes, model.width
+        self.H, self.C, self.E, self.L = H, C, E, len(model.layers)
+        self.dilations = model.dilations
+        emb = model.embedding.weight.detach().reshape(H, C, E)
+        layers = model.layers
+        cur = [layer.masked_current_weight().detach().t() for layer in layers]  # [in, out]
+        past = [layer.past.weight.detach().t() for layer in layers]
+        eye = torch.eye(E, dtype=emb.dtype, device=emb.device)
+        # Layer 0, current tap (mask A): a sampled class c of head h adds table0[h][c] to the
+        # pre-activations of heads > h ("push": one row per head instead of a matmul).
+        self.table0 = [(emb[h] @ cur[0][h * E : (h + 1) * E, (h + 1) * E :]).contiguous() for h in range(H - 1)]
+        # Layer 0, past tap: sum over heads of rows h*C + code[t-d_0, h] (one embedding_bag per frame).
+        self.past0 = torch.cat([emb[h] @ past[0][h * E : (h + 1) * E] for h in range(H)], 0)  # [H*C, H*E]
+        # Layers >= 1, current tap (mask B), "pull": head h's pre-activation reads the outputs of
+        # heads <= h of the previous layer: a [(h+1)*E, E] column block. The identity added to the
+        # diagonal block folds in the residual: y_i = max(y_{i-1} + z, y_{i-1}) = y_{i-1} + relu(z).
+        self.pull = [None]
+        for i in range(1, self.L):
+            blocks = []
+            for h in range(H):
+                w = cur[i][: (h + 1) * E, h * E : (h + 1) * E].clone()
+                w[h * E :] += eye
+                blocks.append(w)
+            self.pull.append(blocks)
+        self.past = [None] + [w.contiguous() for w in past[1:]]  # read y_{i-1} + x0 at t - d_i
+        self.embedding = model.embedding.weight.detach()  # [H*C, E], row h*C + c
+        self.audio_weight = torch.cat([layer.audio.weight.detach() for layer in layers], 0).t().contiguous()
+        self.audio_bias = torch.cat([layer.audio.bias.detach() for layer in layers], 0)
+        self.out_weight = model.out_weight.detach()  # [H, E, C]
+        self.out_bias = model.out_bias.detach()  # [H, C]
+        self.head_offsets = torch.arange(H, device=emb.device) * C
+
+    @staticmethod
+    def of(model: ContextModel) -> "_Plan":
+        """The cached plan of model, rebuilt when any parameter changed (in place or replaced)."""
+        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
+        cached = model.__dict__.get("_sampling_plan")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        plan = _Plan(model)
+        model.__dict__["_sampling_plan"] = (key, plan)
+        return plan
+
+
+def sample_codes(
+    model: ContextModel,
+    audio: torch.Tensor,
+    variants: int = 1,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    argmax: bool = False,
+    chunk_frames: int | None = None,
+    noise: torch.Tensor | None = None,
+    progress: Callable[[float], None] | None = None,
+    progress_every: int = DEFAULT_PROGRESS_EVERY,
+    num_threads: int | None = 1,
+    background: bool | None = None,
+) -> torch.Tensor:
+    """Sample codes [K, T, H] (int64) from the context model given audio codes.
+
+    audio: [T, A] (shared by all variants) or [K, T, A]. variants: K when audio is shared.
+    temperature: logits are divided by it (> 0). generator: a torch.Generator for reproducible
+    noise (else torch's default one). argmax: take the most likely class, no randomness.
+    chunk_frames: frames of audio projections computed at once (bounds memory; the result does
+    not depend on it). noise: Gumbel noise [K, T, H, C] instead of drawing it.
+    progress: called as progress(fraction done) every ``progress_every`` frames and at the end;
+    raise from it (e.g. SamplingCancelled) to cancel.
+
+    num_threads: torch intra-op threads while sampling (restored afterwards; None: leave as is).
+    The loop is ~200 tiny sequential ops per frame that gain nothing from intra-op threads, and
+    on a busy machine multi-threaded ops stall badly (measured 10x slower on 2 loaded cores).
+    background: compute the past taps of layers >= 1 (3 of the ~5 M multiply-adds of a frame)
+    for frame t+2 in a helper thread while frame t+1 is sampled. Default: on CPU when the
+    machine has at least 2 cores. Results are identical either way.
+
+    Gives the same codes as sample_codes_reference for the same noise/generator state (up to
+    float rounding of near-ties, which does not occur in float64 tests).
+    """
+    with _torch_threads(num_threads):
+        return _sample_codes(
+            model,
+            audio,
+            variants,
+            temperature,
+            generator,
+            argmax,
+            chunk_frames,
+            noise,
+            progress,
+            progress_every,
+            background,
+        )
+
+
+class _PastWorker:
+    """Runs job(f) for f submitted in order on a helper thread; wait(f) blocks until it is done.
+
+    torch releases the GIL inside its ops, so the helper's matmuls overlap the main thread's
+    small ops on a second core.
+    """
+
+    def __init__(self, job: Callable[[int], None]):
+        self.job = job
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="meshtalk-sampler", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        with torch.no_grad():  # grad mode is per thread
+            while True:
+                f = self.todo.get()
+                if f is None:
+                    return
+                try:
+                    self.job(f)
+                except BaseException as error:  # noqa: BLE001 (handed to the main thread)
+                    self.done.put(error)
+                    return
+                self.done.put(f)
+
+    def submit(self, f: int):
+        self.todo.put(f)
+
+    def wait(self, f: int):
+        result = self.done.get()
+        if isinstance(result, BaseException):
+            raise result
+        assert result == f, (result, f)
+
+    def close(self):
+        self.todo.put(None)
+        self.thread.join()
+
+
+@torch.no_grad()
+def _sample_codes(
+    model, audio, variants, temperature, generator, argmax, chunk_frames, noise, progress, progress_every, background
+):
+    temperature = _check_temperature(temperature, argmax)
+    audio, K = _prepare(model, audio, variants, noise)
+    T = audio.shape[1]
+    p = _param(model)
+    device, dtype = p.device, p.dtype
+    plan = _Plan.of(model)
+    H, C, E, L, dil = plan.H, plan.C, plan.E, plan.L, plan.dilations
+    HE = H * E
+    scale = 1.0 if argmax else 1.0 / temperature
+    out_weight = [plan.out_weight[h] * scale for h in range(H)]  # [E, C], logits / temperature
+    out_bias = plan.out_bias * scale
+    out = torch.empty((K, T, H), dtype=torch.long, device=device)
+    if T == 0:
+        return out
+    chunk = int(chunk_frames) if chunk_frames else DEFAULT_CHUNK_FRAMES
+    if chunk < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    progress_every = max(1, int(progress_every))
+    if background is None:
+        background = device.type == "cpu" and (os.cpu_count() or 1) >= 2
+    background = bool(background) and T > 2 and min(dil[1:], default=1) >= 2  # lookahead needs d_i >= 2
+    gumbel = None
+    if not argmax:
+        gumbel = GumbelNoise(K, T, H, C, device=device, dtype=dtype, generator=generator, noise=noise)
+
+    # State at the current frame t:
+    # acc[i]   pre-activations of layer i from its past tap and the audio; layer 0 also receives
+    #          the pushes of the heads sampled so far.
+    # ys[i]    output of layer i.
+    # hist[i]  what the past tap of layer i >= 1 reads (its input plus the code embeddings) at the
+    #          last d_i frames, slot = frame % d_i.
+    # pasts[i] past taps of layer i >= 1, computed in batches of b_i frames with one matmul (the
+    #          weights are read once per batch: memory traffic, not arithmetic, bounds K = 1).
+    #          A batch starting at frame f needs frames <= f + b_i - 1 - d_i. Inline, b_i = d_i
+    #          and the batch is computed when frame f starts. In the background thread, b_i =
+    #          d_i - 1, so the batch only needs frames <= f - 2 and is computed during frame f - 1.
+    acc = torch.empty((L, K, HE), device=device, dtype=dtype)
+    ys = torch.zeros((L, K, HE), device=device, dtype=dtype)
+    hist = [None] + [torch.zeros((d, K, HE), device=device, dtype=dtype) for d in dil[1:]]
+    lag = 1 if background else 0
+    batch = [None] + [d - lag for d in dil[1:]]
+    pasts = [None] + [torch.zeros((2, b, K, HE), device=device, dtype=dtype) for b in batch[1:]]
+    scores = torch.empty((K, H, C), device=device, dtype=dtype)  # per frame: out_bias/T + gumbel
+    if argmax:
+        scores.copy_(out_bias.expand(K, H, C))
+    gather = [None] + [
+        [torch.arange(s, s + b, device=device) % d for s in range(d)] for b, d in zip(batch[1:], dil[1:])
+    ]
+
+    def past_taps(f: int):
+        """Past taps of the batches starting at frame f (frames f - d_i ... read the ring)."""
+        for i in range(1, L):
+            b, d = batch[i], dil[i]
+            if f % b or f + b <= d:  # not a batch start, or all of it reads the zero padding
+                continue
+            start = f % d
+            rows = hist[i][start : start + b] if start + b <= d else hist[i].index_select(0, gather[i][start])
+            torch.matmul(rows.view(b * K, HE), plan.past[i], out=pasts[i][(f // b) % 2].view(b * K, HE))
+
+    # Views, made once (indexing costs as much as the tiny ops themselves).
+    heads = []
+    for h in range(H):
+        sl = slice(h * E, (h + 1) * E)
+        steps = [
+            (acc[i, :, sl], ys[i - 1, :, : (h + 1) * E], plan.pull[i][h], ys[i, :, sl], ys[i - 1, :, sl])
+            for i in range(1, L)
+        ]
+        rest = (acc[0, :, (h + 1) * E :], plan.table0[h]) if h < H - 1 else None
+        heads.append((acc[0, :, sl], ys[0, :, sl], steps, scores[:, h], ys[L - 1, :, sl], out_weight[h], rest))
+    codes_hist = [None] * dil[0]  # [K, H] rows of past0 (h*C + code) for the last d_0 frames
+    worker = None
+    if background:
+        past_taps(0)
+        past_taps(1)
+        worker = _PastWorker(past_taps)
+    try:
+        for c0 in range(0, T, chunk):
+            c1 = min(T, c0 + chunk)
+            aud = torch.addmm(plan.audio_bias, audio[:, c0:c1].reshape(-1, audio.shape[2]), plan.audio_weight)
+            aud = aud.view(audio.shape[0], c1 - c0, L, HE).permute(1, 2, 0, 3)  # [n, L, Ka, HE]
+            noise_chunk = None if argmax else gumbel.frames(c0, c1)
+            for t in range(c0, c1):
+                # Frame start: pre-activations from the past taps and the audio.
+                a_t = aud[t - c0]
+                if worker is None:
+                    past_taps(t)
+                elif t >= 2:
+                    worker.wait(t)
+                if t < dil[0]:  # layer 0's past tap reads the zero padding
+                    acc[0].copy_(a_t[0].expand(K, HE))
+                else:
+                    past0 = F.embedding_bag(codes_hist[t % dil[0]], plan.past0, mode="sum")
+                    torch.add(past0, a_t[0], out=acc[0])
+                for i in range(1, L):
+                    b = batch[i]
+                    torch.add(pasts[i][(t // b) % 2, t % b], a_t[i], out=acc[i])
+                if not argmax:
+                    torch.add(noise_chunk[:, t - c0], out_bias, out=scores)
+                # Heads in order; each computes only its own E-wide slice of every layer.
+                sampled = []
+                for a0, y0, steps, score, y_last, w_out, rest in heads:
+                    torch.clamp(a0, min=0, out=y0)
+                    for a, y_in, w, y, y_res in steps:
+                        torch.addmm(a, y_in, w, out=y)
+                        torch.maximum(y, y_res, out=y)
+                    c = torch.addmm(score, y_last, w_out).argmax(1)
+                    sampled.append(c)
+                    if rest is not None:
+                        rest[0].add_(rest[1].index_select(0, c))
+                codes = torch.stack(sampled, 1)
+                out[:, t] = codes
+                index = codes + plan.head_offsets
+                codes_hist[t % dil[0]] = index
+                x0 = F.embedding(index, plan.embedding).view(K, HE)  # this frame's code embeddings
+                for i in range(1, L):
+                    torch.add(ys[i - 1], x0, out=hist[i][t % dil[i]])
+                if worker is not None and t + 2 < T:
+                    worker.submit(t + 2)
+                if progress is not None and (t + 1) % progress_every == 0 and t + 1 < T:
+                    progress((t + 1) / T)
+    finally:
+        if worker is not None:
+            worker.close()
+    if progress is not None:
+        progress(1.0)
+    return out

@@ -1,0 +1,232 @@
+"""Train MeshTalk in two stages, plus the deterministic baseline, with resume and logged curves.
+
+    python -m model.train --corpus data/corpus --out runs/default          # stage 1, stage 2, export
+    python -m model.train --corpus data/corpus --out runs/default --stage regressor
+
+Stage 1 trains the encoders, fusion and vertex decoder with the reconstruction, eyelid and
+cross-modality losses (mm^2, weight 1 each). Stage 2 freezes them and trains the context model
+on the argmax codes of the training data (teacher-forced NLL). Every `checkpoint_every` steps a
+stage writes `OUT/<stage>.pt` (weights, optimiser, step, curves); running the same command again
+resumes from it. At the end the shipped checkpoint is written (`--export`, default
+weights/meshtalk.pt). Checkpoints hold only tensors and plain values: they load with
+torch.load(weights_only=True).
+"""
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .checkpoint import DEFAULT_CHECKPOINT, pick_device, save_checkpoint
+from .config import ModelConfig
+from .context import ContextModel
+from .data.corpus import load_corpus
+from .data.loader import Augment, make_loader
+from .networks import MeshTalk, Regressor, count_parameters, eyelid_loss, reconstruction_loss, stage1_losses
+from .template import load_template
+
+STAGES = ("stage1", "stage2", "regressor")
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "data/corpus"
+    out: str = "runs/default"
+    stage1_steps: int = 6000
+    stage2_steps: int = 3000
+    regressor_steps: int = 6000
+    batch_size: int = 8
+    segment_frames: int = 32  # stage 1 and regressor
+    context_segment_frames: int = 64  # stage 2
+    learning_rate: float = 3e-4
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+    log_every: int = 50
+    checkpoint_every: int = 500
+    validation_batches: int = 8
+    stats_batches: int = 32
+
+
+class Trainer:
+    def __init__(self, train: TrainConfig, model_config: ModelConfig):
+        self.cfg, self.model_config = train, model_config
+        self.device = pick_device(train.device)  # raises when CUDA is asked for and missing
+        self.out = Path(train.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.template = load_template()
+        corpus = Path(train.corpus)
+        self.train_data = load_corpus(corpus / "train.npz", self.template)
+        self.val_data = load_corpus(corpus / "val.npz", self.template)
+        self.mouth = torch.as_tensor(self.template.mouth_weights, device=self.device)
+        self.upper = torch.as_tensor(self.template.upper_face_weights, device=self.device)
+        self.eyelids = torch.as_tensor(self.template.eyelid_mask, device=self.device)
+        torch.manual_seed(train.seed)
+        if train.threads > 0:
+            torch.set_num_threads(train.threads)
+
+    def batches(self, source, frames: int, seed: int, augment: bool):
+        """Endless batches moved to the device; each pass uses new draws."""
+        epoch = 0
+        while True:
+            loader = make_loader(source, self.cfg.batch_size, frames, Augment(enabled=augment),
+                                 seed=seed * 100_003 + epoch)
+            for batch in loader:
+                if len(batch["audio"]) == self.cfg.batch_size:
+                    yield {k: v.to(self.device) for k, v in batch.items()}
+            epoch += 1
+
+    def set_statistics(self, *networks) -> None:
+        """Feature, displacement and template statistics from training batches (before any step)."""
+        batches = self.batches(self.train_data, self.cfg.segment_frames, seed=999, augment=False)
+        audio, displacement = [], []
+        for _ in range(self.cfg.stats_batches):
+            b = next(batches)
+            audio.append(b["audio"].reshape(-1, b["audio"].shape[-1]))
+            displacement.append((b["vertices"] - b["template"][:, None]).reshape(-1, *b["template"].shape[1:]))
+        audio, displacement = torch.cat(audio), torch.cat(displacement)
+        heads = torch.as_tensor(self.train_data.speaker_templates, device=self.device)
+        for net in networks:
+            net.audio_encoder.set_feature_stats(audio.mean(0), audio.std(0))
+            # One scalar spread of the speakers' heads, at least 1 mm (a single speaker has none).
+            net.decoder.set_template_stats(heads.mean(0), heads.std(0, correction=0).mean().clamp(min=1e-3))
+            if hasattr(net, "expression_encoder"):
+                net.expression_encoder.set_vertex_stats(displacement.std(0))
+
+    # ------------------------------------------------------------------ one step of each stage
+
+    def stage1_loss(self, net: MeshTalk, b) -> dict[str, torch.Tensor]:
+        return stage1_losses(net, b["audio"], b["vertices"], b["template"], self.mouth, self.upper, self.eyelids)
+
+    def regressor_loss(self, net: Regressor, b) -> dict[str, torch.Tensor]:
+        pred = net(b["audio"], b["template"])
+        return {"reconstruction": reconstruction_loss(pred, b["vertices"]),
+                "eyelid": eyelid_loss(pred, b["vertices"], self.eyelids)}
+
+    def stage2_loss(self, context: ContextModel, meshtalk: MeshTalk, b) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            codes = meshtalk.encode(b["audio"], b["vertices"], b["template"]).argmax(-1)
+            audio_codes = meshtalk.audio_codes(b["audio"])
+        return {"nll": context.nll(codes, audio_codes)}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run_stage(self, stage: str, net: torch.nn.Module, steps: int, loss_fn, frames: int) -> None:
+        path = self.out / f"{stage}.pt"
+        optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.cfg.learning_rate)
+        step, curves = 0, []
+        if path.exists():
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            net.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimizer"])
+            step, curves = state["step"], json.loads(state["curves"])
+            print(f"{stage}: resuming at step {step} from {path}")
+        if step >= steps:
+            return
+        print(f"{stage}: {count_parameters(net, trainable_only=True) / 1e6:.2f} M trainable parameters, "
+              f"{steps} steps on {self.device}")
+        train = self.batches(self.train_data, frames, seed=self.cfg.seed + step, augment=self.cfg.augment)
+        started, running = time.time(), {}
+        while step < steps:
+            net.train()
+            losses = loss_fn(net, next(train))
+            total = sum(losses.values())
+            optimiser.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            optimiser.step()
+            step += 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + v.item()
+            if step % self.cfg.log_every == 0:
+                means = {k: v / self.cfg.log_every for k, v in running.items()}
+                rate = self.cfg.log_every / (time.time() - started)
+                print(f"{stage} {step}/{steps} " + " ".join(f"{k} {v:.3f}" for k, v in means.items())
+                      + f"  ({rate:.1f} steps/s)", flush=True)
+                curves.append({"step": step, **means})
+                running, started = {}, time.time()
+            if step % self.cfg.checkpoint_every == 0 or step == steps:
+                curves[-1:] = [{**(curves[-1] if curves else {"step": step}),
+                                **{f"val_{k}": v for k, v in self.validate(net, loss_fn, frames).items()}}]
+                torch.save({"model": net.state_dict(), "optimizer": optimiser.state_dict(), "step": step,
+                            "curves": json.dumps(curves), "model_config": json.dumps(self.model_config.to_dict())},
+                           path)
+                plot_curves(curves, self.out / f"{stage}_curves.png", stage)
+
+    @torch.no_grad()
+    def validate(self, net, loss_fn, frames: int) -> dict[str, float]:
+        net.eval()
+        batches = self.batches(self.val_data, frames, seed=12345, augment=False)
+        totals: dict[str, float] = {}
+        for _ in range(self.cfg.validation_batches):
+            for k, v in loss_fn(net, next(batches)).items():
+                totals[k] = totals.get(k, 0.0) + float(v) / self.cfg.validation_batches
+        return totals
+
+
+def plot_curves(curves: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in sorted({k for c in curves for k in c if k != "step"}):
+        points = [(c["step"], c[key]) for c in curves if key in c]
+        ax.plot(*zip(*points), label=key, marker="o" if key.startswith("val_") else None)
+    ax.set(xlabel="step", ylabel="loss (mm² or nats)", yscale="log", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, model_config: ModelConfig, stages: list[str], export: Path | None) -> None:
+    trainer = Trainer(cfg, model_config)
+    meshtalk = MeshTalk(model_config).to(trainer.device)
+    if "stage1" in stages or "stage2" in stages:
+        trainer.set_statistics(meshtalk)
+        trainer.run_stage("stage1", meshtalk, cfg.stage1_steps, trainer.stage1_loss, cfg.segment_frames)
+    if "stage2" in stages:
+        meshtalk.requires_grad_(False).eval()
+        context = ContextModel(model_config).to(trainer.device)
+        trainer.run_stage("stage2", context, cfg.stage2_steps,
+                          lambda net, b: trainer.stage2_loss(net, meshtalk, b), cfg.context_segment_frames)
+        if export is not None:
+            version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}-seed{cfg.seed}"
+            save_checkpoint(export, model_config, meshtalk, context,
+                            {"model_version": version, "train_config": asdict(cfg),
+                             "corpus_seconds": round(trainer.train_data.seconds, 1)})
+            print(f"wrote {export} ({export.stat().st_size / 1e6:.1f} MB)")
+    if "regressor" in stages:
+        regressor = Regressor(model_config).to(trainer.device)
+        trainer.set_statistics(regressor)
+        trainer.run_stage("regressor", regressor, cfg.regressor_steps, trainer.regressor_loss, cfg.segment_frames)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train MeshTalk (both stages) and the regression baseline.")
+    defaults = TrainConfig()
+    for name, value in asdict(defaults).items():
+        kind = type(value)
+        if kind is bool:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=lambda s: s.lower() in ("1", "true", "yes"),
+                                default=value)
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
+                        help="all = stage1 + stage2 (+ export) + regressor")
+    parser.add_argument("--export", type=Path, default=DEFAULT_CHECKPOINT, help="shipped checkpoint to write")
+    args = vars(parser.parse_args(argv))
+    stage, export = args.pop("stage"), args.pop("export")
+    cfg = replace(defaults, **args)
+    stages = list(STAGES) if stage == "all" else [stage]
+    train(cfg, ModelConfig(num_vertices=load_template().num_vertices), stages, export)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The high-level animate call and the animation contract, on a small random-weight checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.animate import animate, main, mix_regions
+from model.audio import AudioError, write_wav
+from model.checkpoint import CheckpointError, save_checkpoint
+from model.config import ModelConfig
+from model.context import ContextModel
+from model.networks import MeshTalk
+from model.template import load_template
+
+SMALL = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_width=32,
+             decoder_widths=(32, 16, 8), context_embedding=8)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, template):
+    torch.manual_seed(0)
+    config = ModelConfig(num_vertices=template.num_vertices, **SMALL)
+    meshtalk, context = MeshTalk(config), ContextModel(config)
+    with torch.no_grad():  # an untrained decoder outputs the template; give it motion to test with
+        meshtalk.decoder.out.weight.normal_(0, 0.5)
+        context.out_bias.zero_()
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(path, config, meshtalk, context, {"model_version": "test-small"})
+    return path
+
+
+def speechlike(seconds=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    envelope = (np.sin(2 * np.pi * 3 * t) > 0).astype(np.float32)
+    return (0.1 * envelope * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def test_shapes_units_and_frame_count(checkpoint, template):
+    anim = animate(speechlike(2.0), variants=3, seed=1, checkpoint=checkpoint, device="cpu")
+    assert anim.vertices.shape == (3, 60, template.num_vertices, 3) and anim.vertices.dtype == np.float32
+    assert anim.codes.shape == (3, 60, 4) and anim.fps == 30.0 and anim.model_version == "test-small"
+    assert np.abs(anim.vertices - template.vertices).max() < 0.05  # metres around the head
+
+
+def test_variants_share_the_lips_and_differ_elsewhere(checkpoint, template):
+    anim = animate(speechlike(), variants=4, seed=3, checkpoint=checkpoint, device="cpu")
+    mouth = template.mouth_weights > 0.999
+    upper = template.upper_face_weights > 0.5
+    for k in range(1, 4):
+        assert np.allclose(anim.vertices[k][:, mouth], anim.vertices[0][:, mouth], atol=1e-6)
+        assert not np.allclose(anim.vertices[k][:, upper], anim.vertices[0][:, upper], atol=1e-5)
+
+
+def test_seeded_and_reproducible(checkpoint):
+    a = animate(speechlike(), variants=2, seed=7, checkpoint=checkpoint, device="cpu")
+    b = animate(speechlike(), variants=2, seed=7, checkpoint=checkpoint, device="cpu")
+    c = animate(speechlike(), variants=2, seed=8, checkpoint=checkpoint, device="cpu")
+    assert np.array_equal(a.vertices, b.vertices) and not np.array_equal(a.codes, c.codes)
+    mode = animate(speechlike(), variants=2, argmax=True, checkpoint=checkpoint, device="cpu")
+    assert np.array_equal(mode.codes[0], mode.codes[1])
+
+
+def test_reroll_keeps_given_lips(checkpoint, template):
+    first = animate(speechlike(), variants=1, seed=1, checkpoint=checkpoint, device="cpu")
+    again = animate(speechlike(), variants=2, seed=99, checkpoint=checkpoint, device="cpu",
+                    lips_from=first.vertices[0])
+    mouth = template.mouth_weights > 0.999
+    assert np.allclose(again.vertices[:, :, mouth], first.vertices[0][:, mouth], atol=1e-6)
+
+
+def test_mix_regions_is_a_weighted_blend():
+    a, b = np.zeros((2, 3, 3), np.float32), np.ones((2, 3, 3), np.float32)
+    mixed = mix_regions(a, b, np.array([1.0, 0.25, 0.0], np.float32))
+    assert np.allclose(mixed[:, :, 0], [[0, 0.75, 1]] * 2)
+
+
+def test_cli_writes_the_contract(tmp_path, checkpoint, template):
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, speechlike(1.5))
+    assert main([str(wav), "--out", str(tmp_path / "a.npz"), "--variants", "2", "--seed", "5",
+                 "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as data:
+        assert data["vertices"].shape == (2, 45, template.num_vertices, 3) and data["vertices"].dtype == np.float32
+        assert float(data["fps"]) == 30.0 and int(data["seed"]) == 5 and str(data["model_version"]) == "test-small"
+        assert np.array_equal(data["faces"], template.faces) and data["faces"].dtype == np.int32
+        for name in ("lip_upper_inner", "lip_lower_inner", "eyelid_upper_L", "eyelid_lower_L",
+                     "eyelid_upper_R", "eyelid_lower_R"):
+            assert data[name].dtype == np.int32
+        assert len(data["lip_upper_inner"]) == len(data["lip_lower_inner"])
+        assert data["mouth_weights"].shape == data["upper_face_weights"].shape == (template.num_vertices,)
+
+
+def test_clear_errors(tmp_path, checkpoint):
+    with pytest.raises(AudioError, match="silent"):
+        animate(np.zeros(16000, np.float32), checkpoint=checkpoint, device="cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        animate(speechlike(), checkpoint=tmp_path / "missing.pt", device="cpu")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        animate(speechlike(), checkpoint=tmp_path / "corrupt.pt", device="cpu")
+    with pytest.raises(ValueError, match="variants"):
+        animate(speechlike(), variants=0, checkpoint=checkpoint, device="cpu")
+    assert main([str(tmp_path / "nope.wav"), "--out", str(tmp_path / "x.npz"), "--checkpoint", str(checkpoint)]) == 1

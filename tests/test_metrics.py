@@ -1,0 +1,82 @@
+"""Quality metrics, checked on known answers and on generated ground truth."""
+
+import numpy as np
+import pytest
+
+from model import metrics
+from model.animate import mix_regions
+from model.data.synth import generate_utterance
+from model.template import load_template
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def utterances(template):
+    out = []
+    for i in range(12):
+        g = generate_utterance(5, "val", i)
+        out.append((g, template.blend(g.utterance.weights)))
+    return out
+
+
+def test_errors_on_known_offsets(template):
+    lips = metrics.lip_vertices(template)
+    assert 50 < len(lips) < 600
+    target = np.repeat(template.vertices[None], 4, axis=0)
+    shifted = target + np.array([0.001, 0.0, 0.0], np.float32)  # 1 mm everywhere
+    assert metrics.lip_vertex_error(target, target, lips) == 0
+    assert metrics.lip_vertex_error(shifted, target, lips) == pytest.approx(1.0, rel=1e-3)
+    assert metrics.mean_vertex_error(shifted, target) == pytest.approx(1.0, rel=1e-3)
+    one_lip = target.copy()
+    one_lip[2, lips[0]] += np.array([0, 0, 0.003], np.float32)  # 3 mm on one lip vertex in one frame of 4
+    assert metrics.lip_vertex_error(one_lip, target, lips) == pytest.approx(9.0 / 4, rel=1e-3)
+
+
+def test_upper_face_dynamics(template):
+    upper = template.upper_face_weights > 0.5
+    still = np.repeat(template.vertices[None], 10, axis=0)
+    assert metrics.upper_face_dynamics(still, template.vertices, upper) == 0
+    moving = still.copy()
+    moving[::2, upper] += np.array([0, 0, 0.002], np.float32)  # 0 and 4 mm^2 alternating: std 2
+    assert metrics.upper_face_dynamics(moving, template.vertices, upper) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_ground_truth_scores_as_designed(utterances, template):
+    totals = {"closure": [0, 0], "opening": [0, 0], "rest": [0, 0]}
+    for g, vertices in utterances:
+        for kind, (hits, count) in metrics.lip_sync_scores(vertices, 30.0, g.utterance.phones, template).items():
+            totals[kind][0] += hits
+            totals[kind][1] += count
+    assert all(count > 5 for _, count in totals.values())
+    assert totals["closure"][0] == totals["closure"][1]
+    assert totals["opening"][0] >= 0.9 * totals["opening"][1]
+    assert totals["rest"][0] >= 0.9 * totals["rest"][1]
+
+
+def test_a_static_face_never_opens(utterances, template):
+    for g, vertices in utterances:
+        still = np.repeat(template.vertices[None], len(vertices), axis=0)
+        scores = metrics.lip_sync_scores(still, 30.0, g.utterance.phones, template)
+        assert scores["opening"][0] == 0 and scores["closure"][0] == scores["closure"][1]
+
+
+def test_blink_count_matches_the_generated_blinks(utterances, template):
+    counted = sum(metrics.blinks(v, template) for _, v in utterances)
+    generated = sum(g.blinks for g, _ in utterances)
+    assert generated > 3 and abs(counted - generated) <= max(1, generated // 10)
+
+
+def test_variant_diversity(utterances, template):
+    _, vertices = utterances[0]
+    same = np.stack([vertices, vertices])
+    assert metrics.variant_diversity(same, template) == {"upper_face_mm": 0.0, "mouth_mm": 0.0}
+    _, other = utterances[1]
+    n = min(len(vertices), len(other))
+    upper_only = np.stack([vertices[:n], mix_regions(vertices[:n], other[:n], template.mouth_weights)])
+    d = metrics.variant_diversity(upper_only, template)
+    assert d["upper_face_mm"] > 3 * d["mouth_mm"]
+
