@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test template
+.PHONY: install demo test template weights
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,3 +24,9 @@ test: $(STAMP)
 # Rebuild weights/template.npz from the pinned openfacefx wheel.
 template: $(STAMP)
 	$(PY) -m model.data.build_template
+
+# Reproduce the model weights: the synthetic corpus (2 h of speech), then both training stages and
+# the regression baseline; writes weights/meshtalk.pt. Hours on a CPU; uses CUDA when present.
+weights: $(STAMP)
+	$(PY) -m model.data.synth --out data/corpus --minutes 120 --seed 0
+	$(PY) -m model.train --corpus data/corpus --out runs/default
