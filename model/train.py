@@ -2,6 +2,7 @@
 
     python -m model.train --corpus data/corpus --out runs/default          # stage 1, stage 2, export
     python -m model.train --corpus data/corpus --out runs/default --stage regressor
+    python -m model.train --corpus my_captures --out runs/mine    # real captures: my_captures/{train,val}/
 
 Stage 1 trains the encoders, fusion and vertex decoder with the reconstruction, eyelid and
 cross-modality losses (mm^2, weight 1 each). Stage 2 freezes them and trains the context model
@@ -23,6 +24,7 @@ import torch
 from .checkpoint import DEFAULT_CHECKPOINT, pick_device, save_checkpoint
 from .config import ModelConfig
 from .context import ContextModel
+from .data.captures import load_captures
 from .data.corpus import load_corpus
 from .data.loader import Augment, make_loader
 from .networks import MeshTalk, Regressor, count_parameters, eyelid_loss, reconstruction_loss, stage1_losses
@@ -52,6 +54,17 @@ class TrainConfig:
     stats_batches: int = 32
 
 
+def load_split(root: Path, split: str, template):
+    """A split of the synthetic corpus (`root/<split>.npz`) or of real captures (`root/<split>/`
+    in the folder format of model/data/captures.py)."""
+    if (root / f"{split}.npz").is_file():
+        return load_corpus(root / f"{split}.npz", template)
+    if (root / split).is_dir():
+        return load_captures(root / split, template)
+    raise SystemExit(f"no {split} data in {root}: expected {split}.npz (python -m model.data.synth) "
+                     f"or a {split}/ folder of captures")
+
+
 class Trainer:
     def __init__(self, train: TrainConfig, model_config: ModelConfig):
         self.cfg, self.model_config = train, model_config
@@ -59,9 +72,8 @@ class Trainer:
         self.out = Path(train.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.template = load_template()
-        corpus = Path(train.corpus)
-        self.train_data = load_corpus(corpus / "train.npz", self.template)
-        self.val_data = load_corpus(corpus / "val.npz", self.template)
+        self.train_data = load_split(Path(train.corpus), "train", self.template)
+        self.val_data = load_split(Path(train.corpus), "val", self.template)
         self.mouth = torch.as_tensor(self.template.mouth_weights, device=self.device)
         self.upper = torch.as_tensor(self.template.upper_face_weights, device=self.device)
         self.eyelids = torch.as_tensor(self.template.eyelid_mask, device=self.device)

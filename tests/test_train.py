@@ -75,3 +75,23 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
 def test_benchmark_measures_each_stage():
     result = bench.measure(seconds=1.0, variants=2, reference=False)
     assert result["total_s"] >= result["sampling_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_trains_on_real_capture_folders(corpus, tmp_path):
+    from model.data.captures import write_capture
+    from model.data.corpus import load_corpus
+
+    template = load_template()
+    for split in ("train", "val"):
+        source = load_corpus(corpus / f"{split}.npz", template)
+        for u in range(min(3, len(source))):
+            write_capture(tmp_path / "captures" / split, f"seq{u}", source.utterance_audio(u), source.vertices(u),
+                          str(source.speaker_names[source.speaker[u]]), source.utterance_template(u), source.fps)
+    config = ModelConfig(num_vertices=template.num_vertices, **TINY)
+    cfg = TrainConfig(corpus=str(tmp_path / "captures"), out=str(tmp_path / "run"), stage1_steps=2,
+                      batch_size=2, segment_frames=8, log_every=1, checkpoint_every=2, validation_batches=1,
+                      stats_batches=1)
+    train(cfg, config, ["stage1"], None)
+    assert torch.load(tmp_path / "run" / "stage1.pt", weights_only=True)["step"] == 2
+    with pytest.raises(SystemExit, match="no train data"):
+        train(TrainConfig(corpus=str(tmp_path / "empty"), out=str(tmp_path / "run2")), config, ["stage1"], None)
