@@ -126,11 +126,12 @@ class Generated:
     blinks: int
     brow_raises: int
     frowns: int
-    stressed: list[bool]
+    cpu_seconds: float  # CPU time spent generating it
 
 
 def generate_utterance(seed: int, split: str, index: int) -> Generated:
     """Utterance `index` of a split: speech, phones and ARKit weights [T, 52] at FPS."""
+    cpu_started = time.process_time()
     speaker_index = index // UTTERANCES_PER_SPEAKER
     speaker = draw_speaker(seed, split, speaker_index)
     rng = _rng(seed, split, "utterance", index)
@@ -154,7 +155,7 @@ def generate_utterance(seed: int, split: str, index: int) -> Generated:
     return Generated(
         Utterance(said.audio, weights.astype(np.float32), speaker_index, phones, said.text),
         blinks=len(blinks), brow_raises=sum(e.kind == "raise" for e in brows),
-        frowns=sum(e.kind == "frown" for e in brows), stressed=[p.stressed for p in said.phones],
+        frowns=sum(e.kind == "frown" for e in brows), cpu_seconds=time.process_time() - cpu_started,
     )
 
 
@@ -169,10 +170,11 @@ def _one_thread() -> None:
 
 def generate_split(seed: int, split: str, minutes: float, workers: int,
                    progress=print) -> tuple[list[Generated], float]:
-    """Utterances 0, 1, ... until they hold `minutes` of audio; returns them and the CPU-seconds used."""
+    """Utterances 0, 1, ... until they hold `minutes` of audio; returns them and the CPU-seconds
+    their generation took (in whichever worker; pool start-up not included)."""
     target, total, done = minutes * 60.0, 0.0, []
     batch = 4 * max(workers, 1)
-    started, cpu_started = time.time(), time.process_time()
+    started = time.time()
     _one_thread()
     with multiprocessing.get_context("spawn").Pool(workers, _one_thread) if workers > 1 else _Serial() as pool:
         index = 0
@@ -185,9 +187,7 @@ def generate_split(seed: int, split: str, minutes: float, workers: int,
             index += batch
             progress(f"  {split}: {total / 60:.1f} / {minutes:.1f} min of speech, {len(done)} utterances, "
                      f"{time.time() - started:.0f} s")
-    wall = time.time() - started
-    cpu = wall * max(workers, 1) if workers > 1 else time.process_time() - cpu_started
-    return done, cpu
+    return done, sum(g.cpu_seconds for g in done)
 
 
 class _Serial:
