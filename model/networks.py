@@ -14,6 +14,7 @@ paper's losses are.
 No module imports bpy or picks a device: everything follows its inputs' device.
 """
 
+import math
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -374,6 +375,19 @@ def cross_modality_loss(
     return region_loss(mouth, vertices, mouth_weights) + region_loss(upper, vertices, upper_weights)
 
 
+def code_usage_loss(logprobs: torch.Tensor) -> torch.Tensor:
+    """How unevenly the batch uses the classes of each head, from log-probabilities [..., H, C].
+
+    1 - H(p_mean) / log C averaged over heads, where p_mean [H, C] is the class distribution
+    averaged over every frame of the batch: 0 when the batch spreads evenly over all C classes,
+    1 when one class takes everything. Without it the codes collapse onto 2-4 classes per head,
+    the latent carries little beyond the audio and the prior has nothing left to sample.
+    """
+    mean = logprobs.exp().flatten(0, -3).mean(0)  # [H, C]
+    entropy = -(mean * mean.clamp(min=1e-12).log()).sum(-1)
+    return (1 - entropy / math.log(logprobs.shape[-1])).mean()
+
+
 def stage1_losses(
     model: MeshTalk,
     audio: torch.Tensor,
@@ -385,16 +399,19 @@ def stage1_losses(
     generator: Optional[torch.Generator] = None,
 ) -> dict:
     """Stage-1 losses in mm^2 for audio [B,T,W,M], vertices [B,T,V,3], template [B,V,3]:
-    {"reconstruction", "eyelid", "cross_modality"}, each to be weighted 1 as in the paper."""
+    {"reconstruction", "eyelid", "cross_modality"}, each weighted 1 as in the paper, plus
+    "code_usage" (`code_usage_loss`, dimensionless, weight 1), which the paper does not have."""
     audio_codes = model.audio_codes(audio)
     expression_codes = model.expression_encoder(vertices, template)
-    codes = gumbel_softmax_codes(model.fusion(expression_codes, audio_codes), generator=generator)
+    logprobs = model.fusion(expression_codes, audio_codes)
+    codes = gumbel_softmax_codes(logprobs, generator=generator)
     reconstruction = model.decode(codes, template)
     return {
         "reconstruction": reconstruction_loss(reconstruction, vertices),
         "eyelid": eyelid_loss(reconstruction, vertices, eyelid_mask),
         "cross_modality": cross_modality_loss(model, audio_codes, expression_codes, vertices, template,
                                               mouth_weights, upper_weights, generator),
+        "code_usage": code_usage_loss(logprobs),
     }
 
 

@@ -1,5 +1,6 @@
 """Tests for model/networks.py: shapes, Gumbel codes, locality/causality, losses, size, a tiny overfit."""
 
+import math
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from model.networks import (
     Regressor,
     VertexDecoder,
     argmax_codes,
+    code_usage_loss,
     count_parameters,
     cross_modality_loss,
     eyelid_loss,
@@ -259,6 +261,20 @@ def test_stage1_losses_share_the_encoders():
     assert torch.isclose(losses["reconstruction"], reconstruction_loss(recon, vertices))
     assert torch.isclose(losses["eyelid"], eyelid_loss(recon, vertices, eyelids))
     assert torch.isclose(losses["cross_modality"], cross_loss(model, audio, vertices, template, mouth, upper, g))
+    assert torch.isclose(losses["code_usage"], code_usage_loss(model.encode(audio, vertices, template)))
+
+
+def test_code_usage_loss_is_zero_for_even_use_and_one_for_collapse():
+    H, C = 4, 8
+    even = torch.log_softmax(torch.zeros(2, 5, H, C), dim=-1)
+    assert code_usage_loss(even).item() == pytest.approx(0.0, abs=1e-6)
+    # Every frame certain, but the frames cycle through all classes: still even use.
+    cycling = torch.full((C, H, C), -1e4).scatter(-1, torch.arange(C)[:, None, None].expand(C, H, 1), 0.0)
+    assert code_usage_loss(torch.log_softmax(cycling, -1)).item() == pytest.approx(0.0, abs=1e-5)
+    collapsed = torch.log_softmax(torch.zeros(2, 5, H, C).index_fill(-1, torch.tensor([3]), 50.0), dim=-1)
+    assert code_usage_loss(collapsed).item() == pytest.approx(1.0, abs=1e-4)
+    half = torch.log_softmax(torch.zeros(2, 5, H, C).index_fill(-1, torch.tensor([0, 1, 2, 3]), 50.0), dim=-1)
+    assert code_usage_loss(half).item() == pytest.approx(1 - math.log(4) / math.log(8), abs=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
