@@ -99,20 +99,47 @@ def animate(
     sampling_progress = (lambda f: progress(0.9 * f)) if progress else None
     codes = sample_codes(context, codes_audio, variants=variants, temperature=temperature, generator=generator,
                          argmax=argmax, progress=sampling_progress)
-    head = torch.as_tensor(template.vertices, device=torch_device)
-    vertices = np.empty((variants, n_frames, template.num_vertices, 3), np.float32)
-    for k in range(variants):  # one variant at a time bounds the decoder's memory
-        vertices[k] = meshtalk.decode(codes[k : k + 1], head)[0].cpu().numpy()
-    lips = vertices[0] if lips_from is None else lips_from
-    if lips.shape != vertices.shape[1:]:
-        raise ValueError(f"lips_from has shape {lips.shape}, expected {vertices.shape[1:]}")
-    for k in range(variants):
-        if lips_from is not None or k > 0:
-            vertices[k] = mix_regions(lips, vertices[k], template.mouth_weights)
+    vertices = _decode_variants(meshtalk, codes, template, lips_from)
     if progress:
         progress(1.0)
     return Animation(vertices, codes.cpu().numpy(), float(config.fps), seed, float(temperature),
                      str(info.get("model_version", "unversioned")))
+
+
+def _decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
+    """Integer codes [K,T,H] -> vertices float32 [K,T,V,3]; every variant but the lip source takes
+    its mouth from `lips_from` [T,V,3] (default: variant 0)."""
+    K, T = codes.shape[:2]
+    head = torch.as_tensor(template.vertices, device=codes.device)
+    vertices = np.empty((K, T, template.num_vertices, 3), np.float32)
+    for k in range(K):  # one variant, one time chunk at a time bounds the decoder's memory
+        meshtalk.decode_into(codes[k], head, vertices[k])
+    lips = vertices[0] if lips_from is None else lips_from
+    if lips.shape != vertices.shape[1:]:
+        raise ValueError(f"lips_from has shape {lips.shape}, expected {vertices.shape[1:]}")
+    for k in range(K):
+        if lips_from is not None or k > 0:
+            vertices[k] = mix_regions(lips, vertices[k], template.mouth_weights)
+    return vertices
+
+
+@torch.no_grad()
+def decode(
+    codes: np.ndarray,
+    device: str = "auto",
+    checkpoint: str | Path = DEFAULT_CHECKPOINT,
+    template: Template | None = None,
+    lips_from: np.ndarray | None = None,
+) -> np.ndarray:
+    """Re-create variants from their codes (`Animation.codes`, int [K,T,H]) without sampling:
+    vertices float32 [K,T,V,3] metres, exactly what `animate` returned for them. Variants keep
+    the mouth of `lips_from` [T,V,3] (default: variant 0), so storing the codes is enough to
+    switch, mix or re-bake variants later."""
+    template = template or load_template()
+    torch_device = pick_device(device)
+    _, meshtalk, _, _ = _load(str(checkpoint), str(torch_device))
+    return _decode_variants(meshtalk, torch.as_tensor(np.asarray(codes), device=torch_device).long(), template,
+                            lips_from)
 
 
 def save_animation(path: Path | str, animation: Animation, template: Template) -> None:

@@ -234,6 +234,14 @@ class VertexDecoder(nn.Module):
         _fill(self.template_std, std, MIN_GEOMETRY_STD_M)
 
     def forward(self, condition: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        return self.stream(condition, template)[0]
+
+    def stream(
+        self, condition: torch.Tensor, template: torch.Tensor, state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """`forward` that starts from the LSTM `state` of a previous call and returns the new one:
+        decoding a long clip in time chunks, each from the last one's state, equals decoding it
+        whole, while memory stays bounded by the chunk."""
         B, T = condition.shape[:2]
         template = _batched_template(template, B)
         x = ((template - self.template_mean) / self.template_std).reshape(B, -1)
@@ -244,12 +252,12 @@ class VertexDecoder(nn.Module):
         skips.reverse()  # inner (128) first
 
         x = torch.cat([condition, skips[0].expand(B, T, -1)], dim=-1)
-        x, _ = self.lstm(F.leaky_relu(self.fuse(x), LEAK))
+        x, state = self.lstm(F.leaky_relu(self.fuse(x), LEAK), state)
         x = x + skips[0]
         for layer, skip in zip(self.up, skips[1:]):
             x = F.leaky_relu(layer(x), LEAK) + skip
         displacement_mm = self.out(x).unflatten(-1, template.shape[-2:])
-        return template[:, None] + displacement_mm / MM_PER_M
+        return template[:, None] + displacement_mm / MM_PER_M, state
 
 
 class MeshTalk(nn.Module):
@@ -282,6 +290,17 @@ class MeshTalk(nn.Module):
         if not codes.is_floating_point():
             codes = F.one_hot(codes, self.config.classes).float()
         return self.decoder(codes.flatten(-2), template)
+
+    @torch.no_grad()
+    def decode_into(self, codes: torch.Tensor, template: torch.Tensor, out: np.ndarray, chunk_frames: int = 512) -> None:
+        """Decode integer codes [T,H] on template [V,3] into `out`, a float32 array [T,V,3] (metres),
+        `chunk_frames` at a time with the LSTM state carried over: peak memory is one chunk's,
+        the result equals `decode`."""
+        state = None
+        for first in range(0, codes.shape[0], chunk_frames):
+            condition = F.one_hot(codes[None, first : first + chunk_frames], self.config.classes).float()
+            vertices, state = self.decoder.stream(condition.flatten(-2), template, state)
+            out[first : first + chunk_frames] = vertices[0].cpu().numpy()
 
     def forward(
         self,

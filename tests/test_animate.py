@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.animate import animate, main, mix_regions
+from model.animate import animate, decode, main, mix_regions
 from model.audio import AudioError, write_wav
 from model.checkpoint import CheckpointError, save_checkpoint
 from model.config import ModelConfig
@@ -107,3 +107,27 @@ def test_clear_errors(tmp_path, checkpoint):
     with pytest.raises(ValueError, match="variants"):
         animate(speechlike(), variants=0, checkpoint=checkpoint, device="cpu")
     assert main([str(tmp_path / "nope.wav"), "--out", str(tmp_path / "x.npz"), "--checkpoint", str(checkpoint)]) == 1
+
+
+def test_decode_recreates_the_variants_from_their_codes(checkpoint, template):
+    anim = animate(speechlike(), variants=3, seed=5, checkpoint=checkpoint, device="cpu")
+    assert np.allclose(decode(anim.codes, device="cpu", checkpoint=checkpoint), anim.vertices, atol=1e-5)
+    # Keeping variant 2's lips: every variant's mouth is now variant 2's.
+    kept = decode(anim.codes, device="cpu", checkpoint=checkpoint, lips_from=anim.vertices[2])
+    mouth = template.mouth_weights > 0.999
+    assert np.allclose(kept[0][:, mouth], anim.vertices[2][:, mouth], atol=1e-6)
+
+
+def test_chunked_decoding_equals_decoding_whole(template):
+    torch.manual_seed(1)
+    config = ModelConfig(num_vertices=template.num_vertices, **SMALL)
+    meshtalk = MeshTalk(config).eval()
+    with torch.no_grad():
+        meshtalk.decoder.out.weight.normal_(0, 0.5)
+    codes = torch.randint(0, config.classes, (100, config.heads))
+    head = torch.as_tensor(template.vertices)
+    with torch.no_grad():
+        whole = meshtalk.decode(codes[None], head)[0].numpy()
+    chunked = np.empty_like(whole)
+    meshtalk.decode_into(codes, head, chunked, chunk_frames=7)
+    assert np.allclose(chunked, whole, atol=1e-6)
