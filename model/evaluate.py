@@ -1,10 +1,14 @@
 """Score MeshTalk against the static template and the deterministic regressor on a held-out split.
 
-    python -m model.evaluate --corpus data/corpus --split test --run runs/default --out out/eval
+    python -m model.evaluate --corpus data/corpus --split test --run runs/default --out out/eval \
+        [--real data/real_speech]
 
-Writes `OUT/metrics.md` (a markdown table), `OUT/metrics.json` and `OUT/lip_gap.png` (the
+Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` and `OUT/lip_gap.png` (the
 inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
-Every method animates the speaker's own neutral head, as the ground truth does.
+Every method animates the speaker's own neutral head, as the ground truth does. With `--real`
+(clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
+ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
+written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`.
 """
 
 import argparse
@@ -21,6 +25,7 @@ from .audio import frame_windows, log_mel, normalize_loudness
 from .checkpoint import DEFAULT_CHECKPOINT
 from .config import ModelConfig
 from .data.corpus import load_corpus
+from .data.real_speech import load_real_speech
 from .networks import Regressor
 from .template import load_template
 
@@ -99,6 +104,58 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     return summary
 
 
+def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path) -> dict:
+    """Lip-sync scores on real speech (no meshes): {method: {closure_pct, opening_pct, rest_pct}}."""
+    template = load_template()
+    regressor = _regressor(run)
+    sync: dict[str, dict[str, tuple[int, int]]] = {}
+    clips, example = load_real_speech(folder), None
+    for index, (name, audio, phones) in enumerate(clips):
+        anim = animate(audio, seed=index, checkpoint=checkpoint, template=template, device="cpu")
+        predictions = {"MeshTalk (variant 0)": anim.vertices[0]}
+        if regressor:
+            predictions["regressor"] = _regress(regressor, audio, anim.vertices.shape[1], template.vertices)
+        for method, pred in predictions.items():
+            for kind, (hits, total) in metrics.lip_sync_scores(pred, anim.fps, phones, template).items():
+                h, t = sync.setdefault(method, {}).get(kind, (0, 0))
+                sync[method][kind] = (h + hits, t + total)
+        example = example or (name, predictions, phones, anim.fps)
+    seconds = sum(len(audio) for _, audio, _ in clips) / 16000
+    summary = {"clips": len(clips), "seconds": round(seconds, 1), "methods": {
+        m: {f"{k}_pct": round(100 * h / max(t, 1), 1) for k, (h, t) in s.items()} for m, s in sync.items()},
+        "events": {k: t for k, (_, t) in next(iter(sync.values())).items()}}
+    lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
+             f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events).", "",
+             "| method | closure_pct | opening_pct | rest_pct |", "|---|---:|---:|---:|"]
+    lines += [f"| {m} | {v['closure_pct']} | {v['opening_pct']} | {v['rest_pct']} |" for m, v in summary["methods"].items()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "real_speech.md").write_text("\n".join(lines) + "\n")
+    _plot_real_lip_gap(out / "real_lip_gap.png", example, template)
+    return summary
+
+
+def _plot_real_lip_gap(path: Path, example, template) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name, predictions, phones, fps = example
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for method, pred in predictions.items():
+        gap = metrics.lip_gap_mm(pred, template)
+        ax.plot(np.arange(len(gap)) / fps, gap, label=method)
+    for symbol, start, end in phones:
+        if symbol in metrics.BILABIALS + metrics.OPEN_VOWELS:
+            ax.axvspan(start, end, color="tab:red" if symbol in metrics.BILABIALS else "tab:green", alpha=0.2)
+            ax.text(start, ax.get_ylim()[1] * 0.95, symbol, fontsize=7)
+    ax.set(xlabel="s", ylabel="inner-lip gap (mm)", title=f"{name}: red p/b/m, green open vowels")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def markdown_table(summary: dict) -> str:
     keys = list(next(iter(summary["methods"].values())))
     lines = [f"Split `{summary['split']}`: {summary['utterances']} utterances, {summary['seconds']} s; "
@@ -141,9 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", type=int, default=4)
     parser.add_argument("--limit", type=int, help="score only the first N utterances")
     parser.add_argument("--out", type=Path, default=Path("out/eval"))
+    parser.add_argument("--real", type=Path, help="folder of real speech clips (python -m model.data.real_speech)")
     args = parser.parse_args(argv)
     summary = evaluate(args.corpus, args.split, args.run, args.checkpoint, args.variants, args.limit, args.out)
     print(markdown_table(summary))
+    if args.real:
+        evaluate_real(args.real, args.run, args.checkpoint, args.out)
+        print((args.out / "real_speech.md").read_text())
 
 
 if __name__ == "__main__":
