@@ -418,8 +418,9 @@ def stage1_losses(
     generator: Optional[torch.Generator] = None,
 ) -> dict:
     """Stage-1 losses in mm^2 for audio [B,T,W,M], vertices [B,T,V,3], template [B,V,3]:
-    {"reconstruction", "eyelid", "cross_modality"}, each weighted 1 as in the paper, plus
-    "code_usage" (`code_usage_loss`, dimensionless, weight 1), which the paper does not have."""
+    {"reconstruction", "eyelid", "cross_modality"}, which the paper weights 1 each, plus
+    "code_usage" (`code_usage_loss`, dimensionless), which the paper does not have. The trainer
+    sets the weights (model/train.py, TrainConfig)."""
     audio_codes = model.audio_codes(audio)
     expression_codes = model.expression_encoder(vertices, template)
     logprobs = model.fusion(expression_codes, audio_codes)

@@ -44,6 +44,10 @@ class TrainConfig:
     segment_frames: int = 32  # stage 1 and regressor
     context_segment_frames: int = 64  # stage 2
     learning_rate: float = 3e-4
+    # Loss weights (the paper weights every stage-1 term 1). Blinks move a few eyelid vertices in
+    # a few frames: at weight 1 the eyelid loss stayed flat and no blinks were learned.
+    eyelid_weight: float = 10.0
+    code_usage_weight: float = 0.1
     augment: bool = True
     seed: int = 0
     device: str = "auto"
@@ -77,6 +81,7 @@ class Trainer:
         self.mouth = torch.as_tensor(self.template.mouth_weights, device=self.device)
         self.upper = torch.as_tensor(self.template.upper_face_weights, device=self.device)
         self.eyelids = torch.as_tensor(self.template.eyelid_mask, device=self.device)
+        self.loss_weights = {"eyelid": train.eyelid_weight, "code_usage": train.code_usage_weight}
         torch.manual_seed(train.seed)
         if train.threads > 0:
             torch.set_num_threads(train.threads)
@@ -146,7 +151,7 @@ class Trainer:
         while step < steps:
             net.train()
             losses = loss_fn(net, next(train))
-            total = sum(losses.values())
+            total = sum(self.loss_weights.get(k, 1.0) * v for k, v in losses.items())
             optimiser.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
