@@ -1,0 +1,123 @@
+"""MeshTalk's properties: the panel's settings (per scene), what a bake stored (per object), and the
+status of a running bake (per window manager, not saved)."""
+
+import base64
+
+import bpy
+import numpy as np
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty,
+                       PointerProperty, StringProperty)
+
+AUDIO_SOURCES = (
+    ("FILE", "File", "An audio file; it is also added to the Video Sequencer as a sound strip"),
+    ("STRIP", "Sound Strip", "The active (or else a selected) sound strip in the Video Sequencer"),
+)
+DEVICES = (
+    ("auto", "Auto", "CUDA when available, else the CPU"),
+    ("cpu", "CPU", "Run the model on the CPU"),
+    ("cuda", "CUDA", "Run the model on an NVIDIA GPU"),
+)
+LAYOUTS = (
+    ("COMPACT", "Compact", "A few shape keys per clip driven by one keyframe per frame (within 0.1 mm)"),
+    ("EXACT", "Exact", "One shape key per frame: exactly the model's output, large files"),
+)
+CODES_DTYPE = np.dtype("<i2")  # the categorical codes (0 .. classes - 1) as stored on the object
+
+
+def _is_mesh(_settings, obj) -> bool:
+    return obj.type == "MESH"
+
+
+class MeshTalkSceneSettings(bpy.types.PropertyGroup):
+    """The panel's inputs; the operators' properties default to them."""
+
+    audio_source: EnumProperty(name="Audio", items=AUDIO_SOURCES, default="FILE")
+    audio_path: StringProperty(name="Audio File", subtype="FILE_PATH",
+                               description="Speech audio, any format Blender plays")
+    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_is_mesh,
+                            description="The face mesh to animate; empty: the active object")
+    variants: IntProperty(name="Variants", default=1, min=1, max=16,
+                          description="Upper-face variants sampled at once (the lips are shared)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Seed of the sampler")
+    temperature: FloatProperty(name="Temperature", default=1.0, min=0.05, max=2.0,
+                               description="Sampling temperature: lower is calmer")
+    lip_intensity: FloatProperty(name="Lips", default=1.0, min=0.0, soft_max=2.0,
+                                 description="Scale of the mouth's motion")
+    upper_intensity: FloatProperty(name="Upper Face", default=1.0, min=0.0, soft_max=2.0,
+                                   description="Scale of the motion of the rest of the face")
+    device: EnumProperty(name="Device", items=DEVICES, default="auto")
+    layout: EnumProperty(name="Bake Layout", items=LAYOUTS, default="COMPACT")
+
+
+class MeshTalkObjectState(bpy.types.PropertyGroup):
+    """What a bake needs to be switched, re-rolled, mixed or re-baked without sampling again.
+
+    The baked motion is mix_regions(decode(lips_codes), decode(codes[variant])): the mouth of
+    `lips_codes`, the upper face of variant `variant`."""
+
+    audio_path: StringProperty(name="Audio", subtype="FILE_PATH")
+    start_frame: IntProperty(name="Start Frame", description="Scene frame of the audio's first sample")
+    model_fps: FloatProperty(name="Model FPS")
+    seed: IntProperty(name="Seed")
+    temperature: FloatProperty(name="Temperature")
+    model_version: StringProperty(name="Model Version")
+    codes_base64: StringProperty(description="Sampled codes int16 [K, T, H], base64")
+    codes_shape: IntVectorProperty(size=3, description="K, T, H of the sampled codes")
+    lips_codes_base64: StringProperty(description="Codes int16 [T, H] of the lips source, base64")
+    variant: IntProperty(name="Variant", description="The variant whose upper face is baked")
+    lip_intensity: FloatProperty(name="Lips", default=1.0)
+    upper_intensity: FloatProperty(name="Upper Face", default=1.0)
+    layout: EnumProperty(name="Bake Layout", items=LAYOUTS, default="COMPACT")
+    created_basis: BoolProperty(description="MeshTalk added the Basis key; removal takes it away again")
+
+    @property
+    def is_baked(self) -> bool:
+        return bool(self.codes_base64)
+
+    @property
+    def num_variants(self) -> int:
+        return self.codes_shape[0] if self.is_baked else 0
+
+    def get_codes(self) -> np.ndarray:
+        """int64 [K, T, H]."""
+        raw = np.frombuffer(base64.b64decode(self.codes_base64), CODES_DTYPE)
+        return raw.reshape(tuple(self.codes_shape)).astype(np.int64)
+
+    def get_lips_codes(self) -> np.ndarray:
+        """int64 [T, H]."""
+        raw = np.frombuffer(base64.b64decode(self.lips_codes_base64), CODES_DTYPE)
+        return raw.reshape(tuple(self.codes_shape)[1:]).astype(np.int64)
+
+    def set_codes(self, codes: np.ndarray, lips_codes: np.ndarray) -> None:
+        """codes int [K, T, H], lips_codes int [T, H]."""
+        self.codes_base64 = base64.b64encode(np.ascontiguousarray(codes, CODES_DTYPE).tobytes()).decode()
+        self.codes_shape = codes.shape
+        self.lips_codes_base64 = base64.b64encode(np.ascontiguousarray(lips_codes, CODES_DTYPE).tobytes()).decode()
+
+    def clear(self) -> None:
+        for name in ("audio_path", "codes_base64", "lips_codes_base64", "model_version"):
+            setattr(self, name, "")
+        self.created_basis = False
+
+
+class MeshTalkStatus(bpy.types.PropertyGroup):
+    """The panel's status line: progress of a running bake, or how the last one ended."""
+
+    running: BoolProperty()
+    progress: FloatProperty(min=0.0, max=1.0)
+    message: StringProperty()
+
+
+CLASSES = (MeshTalkSceneSettings, MeshTalkObjectState, MeshTalkStatus)
+
+
+def register() -> None:
+    bpy.types.Scene.meshtalk = PointerProperty(type=MeshTalkSceneSettings)
+    bpy.types.Object.meshtalk = PointerProperty(type=MeshTalkObjectState)
+    bpy.types.WindowManager.meshtalk_status = PointerProperty(type=MeshTalkStatus)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.meshtalk_status
+    del bpy.types.Object.meshtalk
+    del bpy.types.Scene.meshtalk
