@@ -99,14 +99,14 @@ def animate(
     sampling_progress = (lambda f: progress(0.9 * f)) if progress else None
     codes = sample_codes(context, codes_audio, variants=variants, temperature=temperature, generator=generator,
                          argmax=argmax, progress=sampling_progress)
-    vertices = _decode_variants(meshtalk, codes, template, lips_from)
+    vertices = decode_variants(meshtalk, codes, template, lips_from)
     if progress:
         progress(1.0)
     return Animation(vertices, codes.cpu().numpy(), float(config.fps), seed, float(temperature),
                      str(info.get("model_version", "unversioned")))
 
 
-def _decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
+def decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
     """Integer codes [K,T,H] -> vertices float32 [K,T,V,3]; every variant but the lip source takes
     its mouth from `lips_from` [T,V,3] (default: variant 0)."""
     K, T = codes.shape[:2]
@@ -138,7 +138,7 @@ def decode(
     template = template or load_template()
     torch_device = pick_device(device)
     _, meshtalk, _, _ = _load(str(checkpoint), str(torch_device))
-    return _decode_variants(meshtalk, torch.as_tensor(np.asarray(codes), device=torch_device).long(), template,
+    return decode_variants(meshtalk, torch.as_tensor(np.asarray(codes), device=torch_device).long(), template,
                             lips_from)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .animate import audio_codes
+from .animate import decode_variants, audio_codes
 from .audio import SAMPLE_RATE, log_mel, normalize_loudness, num_frames
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from .config import ModelConfig
@@ -48,7 +48,7 @@ def _speechlike(seconds: float) -> np.ndarray:
 @torch.no_grad()
 def measure(seconds: float, variants: int, reference: bool) -> dict:
     config, meshtalk, context, weights = _models()
-    template = torch.as_tensor(load_template().vertices)
+    template = load_template()
     audio = _speechlike(seconds)
     frames = num_frames(len(audio), config.fps)
     started = time.perf_counter()
@@ -61,8 +61,7 @@ def measure(seconds: float, variants: int, reference: bool) -> dict:
     else:
         codes = sample_codes(context, codes_audio, variants=variants, generator=generator)
     sampling = time.perf_counter()
-    for k in range(variants):
-        meshtalk.decode(codes[k : k + 1], template)
+    decode_variants(meshtalk, codes, template, lips_from=None)  # as animate(): chunked, lips shared
     decoding = time.perf_counter()
     return {
         "seconds": seconds, "variants": variants, "sampler": "reference" if reference else "fast", "weights": weights,
