@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test template weights
+.PHONY: install demo test test-blender42 template weights
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The Blender integration tests against Blender 4.2 LTS, the oldest version the extension supports:
+# a second venv with the PyPI bpy 4.2 runs pytest, so the tests' Blender subprocesses are 4.2 too.
+VENV42 := .venv42
+STAMP42 := $(VENV42)/.installed
+BLENDER42 := bpy==4.2.23 torch==2.13.0 numpy==1.26.4 pytest==9.2.0
+
+$(STAMP42): Makefile
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet $(BLENDER42)
+	touch $(STAMP42)
+
+test-blender42: $(STAMP42)
+	$(VENV42)/bin/python -m pytest -q tests/test_extension.py tests/test_cli.py
 
 # Rebuild weights/template.npz from the pinned openfacefx wheel.
 template: $(STAMP)

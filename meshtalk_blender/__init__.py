@@ -1,8 +1,9 @@
 """MeshTalk: speech-driven face animation. bpy glue only; the logic lives in the bundled `model`."""
 
-from . import operators, panel, properties
+from . import cli, operators, panel, properties
 
 _CLASSES = (*properties.CLASSES, *operators.CLASSES, *panel.CLASSES)
+_cli_command = None  # handle of `blender -c meshtalk`
 
 
 def register():
@@ -11,12 +12,14 @@ def register():
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
-    # The `blender -c meshtalk ...` command (meshtalk_blender/cli.py) registers here.
+    global _cli_command
+    _cli_command = bpy.utils.register_cli_command("meshtalk", cli.main)
 
 
 def unregister():
     import bpy
 
+    bpy.utils.unregister_cli_command(_cli_command)
     properties.unregister()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

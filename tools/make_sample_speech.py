@@ -23,10 +23,15 @@ PEAK = 0.9  # full scale
 OUT = ROOT / "meshtalk_blender" / "assets" / "sample_speech.wav"
 
 
-def main() -> None:
+def write_sample_speech(path: Path = OUT) -> Path:
     audio = synthesize(TEXT, VOICE).audio
-    write_wav(OUT, audio * (PEAK / np.abs(audio).max()), SAMPLE_RATE)
-    print(f"wrote {OUT.relative_to(ROOT)} ({len(audio) / SAMPLE_RATE:.2f} s, {OUT.stat().st_size // 1024} KB)")
+    write_wav(path, audio * (PEAK / np.abs(audio).max()), SAMPLE_RATE)
+    return path
+
+
+def main() -> None:
+    path = write_sample_speech()
+    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":
