@@ -153,7 +153,6 @@ class _SamplesModel:
 
     def _fail(self, status, message: str) -> set:
         status.message = message
-        print(f"MeshTalk: error: {message}", flush=True)
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
