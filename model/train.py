@@ -47,7 +47,7 @@ class TrainConfig:
     # Loss weights (the paper weights every stage-1 term 1). Blinks move a few eyelid vertices in
     # a few frames: at weight 1 the eyelid loss stayed flat and no blinks were learned.
     eyelid_weight: float = 10.0
-    code_usage_weight: float = 0.1
+    code_usage_weight: float = 1.0
     augment: bool = True
     seed: int = 0
     device: str = "auto"

@@ -264,17 +264,20 @@ def test_stage1_losses_share_the_encoders():
     assert torch.isclose(losses["code_usage"], code_usage_loss(model.encode(audio, vertices, template)))
 
 
-def test_code_usage_loss_is_zero_for_even_use_and_one_for_collapse():
+def test_code_usage_loss_is_free_for_spread_use_and_grows_with_collapse():
     H, C = 4, 8
     even = torch.log_softmax(torch.zeros(2, 5, H, C), dim=-1)
-    assert code_usage_loss(even).item() == pytest.approx(0.0, abs=1e-6)
+    assert code_usage_loss(even, floor=0.0).item() == pytest.approx(0.0, abs=1e-6)
     # Every frame certain, but the frames cycle through all classes: still even use.
     cycling = torch.full((C, H, C), -1e4).scatter(-1, torch.arange(C)[:, None, None].expand(C, H, 1), 0.0)
-    assert code_usage_loss(torch.log_softmax(cycling, -1)).item() == pytest.approx(0.0, abs=1e-5)
+    assert code_usage_loss(torch.log_softmax(cycling, -1), floor=0.0).item() == pytest.approx(0.0, abs=1e-5)
     collapsed = torch.log_softmax(torch.zeros(2, 5, H, C).index_fill(-1, torch.tensor([3]), 50.0), dim=-1)
-    assert code_usage_loss(collapsed).item() == pytest.approx(1.0, abs=1e-4)
+    assert code_usage_loss(collapsed, floor=0.0).item() == pytest.approx(1.0, abs=1e-4)
+    assert code_usage_loss(collapsed, floor=0.5).item() == pytest.approx(0.5, abs=1e-4)
+    # Half the classes in use: usage 1 - log 4 / log 8 = 1/3, under a floor of 0.5, so free.
     half = torch.log_softmax(torch.zeros(2, 5, H, C).index_fill(-1, torch.tensor([0, 1, 2, 3]), 50.0), dim=-1)
-    assert code_usage_loss(half).item() == pytest.approx(1 - math.log(4) / math.log(8), abs=1e-4)
+    assert code_usage_loss(half, floor=0.0).item() == pytest.approx(1 - math.log(4) / math.log(8), abs=1e-4)
+    assert code_usage_loss(half, floor=0.5).item() == 0.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
