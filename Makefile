@@ -14,9 +14,10 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# Main job: generate a few corpus utterances and write the preview contact sheet + GIF to out/preview.
+# Main job: build the extension, install it into a fresh Blender (PyPI bpy), add the head, bake the
+# bundled sample speech; writes out/demo.blend, out/demo_preview.png (contact sheet) and .gif.
 demo: $(STAMP)
-	$(PY) -m model.data.synth --preview --out out/preview
+	$(PY) tools/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -45,11 +45,12 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(EXIT_USAGE, f"{message} (see `blender -c meshtalk {self.prog.split()[-1]} --help`)")
 
 
-def _positive(kind):
+def _at_least(kind, low, strict: bool = False):
+    """An argparse type: `kind` (int, float) >= low, or > low when strict."""
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -63,16 +64,18 @@ def _parser() -> _Parser:
                                            "the .blend (over the open file unless --out is given).")
     bake.add_argument("--object", required=True, metavar="NAME", help="the mesh object to animate")
     bake.add_argument("--audio", required=True, type=Path, metavar="FILE", help="speech audio (WAV, FLAC, ...)")
-    bake.add_argument("--variants", type=_positive(int), default=1, metavar="K",
+    bake.add_argument("--variants", type=_at_least(int, 1), default=1, metavar="K",
                       help="upper-face variants to sample; the first is shown (default 1)")
-    bake.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
-    bake.add_argument("--temperature", type=_positive(float), default=1.0, metavar="T",
+    bake.add_argument("--seed", type=_at_least(int, 0), default=0, metavar="S", help="sampling seed (default 0)")
+    bake.add_argument("--temperature", type=_at_least(float, 0.0, strict=True), default=1.0, metavar="T",
                       help="sampling temperature, lower is calmer (default 1)")
     bake.add_argument("--layout", choices=("compact", "exact"), default="compact",
                       help="compact: few shape keys with weight curves; exact: one key per frame (default compact)")
     bake.add_argument("--start-frame", type=int, metavar="F",
                       help="scene frame of the audio's first sample (default: the scene's start frame; a sound strip "
                            "that already plays the file sets it instead)")
+    bake.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                      help="where the model runs: auto takes CUDA when available (default auto)")
     bake.add_argument("--out", type=Path, metavar="FILE.blend", help="save here instead of over the open .blend")
     bake.set_defaults(run=_bake)
     return parser
@@ -126,7 +129,8 @@ def _bake(args) -> int:
     scene.frame_set(scene.frame_start if args.start_frame is None else args.start_frame)
     try:
         animation = bake.animate_object(context, obj, str(args.audio.resolve()), variants=args.variants,
-                                        seed=args.seed, temperature=args.temperature, layout=args.layout.upper())
+                                        seed=args.seed, temperature=args.temperature, device=args.device,
+                                        layout=args.layout.upper())
     except bake.MeshTalkError as error:  # the audio, unreadable weights, or the model itself
         causes = ((AudioError, EXIT_AUDIO), (CheckpointError, EXIT_WEIGHTS))
         status = next((code for kind, code in causes if isinstance(error.__cause__, kind)), EXIT_FAILED)

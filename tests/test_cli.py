@@ -134,7 +134,7 @@ def test_bake_errors_then_bake_and_save(user_dir, tmp_path):
         bpy.ops.wm.open_mainfile(filepath=scene)
         head_object = bpy.data.objects["MeshTalk Head"]
         result["saved keys"] = len(head_object.data.shape_keys.key_blocks)
-        result["saved state"] = [head_object.meshtalk.layout, head_object.meshtalk.num_variants]
+        result["saved state"] = [head_object.meshtalk.layout, head_object.meshtalk.codes_shape[0]]
     """, user_dir, sample=str(SAMPLE), folder=str(tmp_path), scene=str(scene))
     expected = {"missing object": 3, "not a mesh": 3, "other topology": 3, "missing audio": 4, "silent audio": 4,
                 "missing weights": 5}
