@@ -15,6 +15,7 @@ the scene as it was):
     remove_animation(obj)
 """
 
+import base64
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ OWNED_ACTION = "meshtalk_owned"  # custom property marking an action MeshTalk cr
 # evaluates them; the compact basis keeps this much of the 0.1 mm budget for that rounding.
 STORAGE_HEADROOM_M = 1e-5
 KEY_PATH_START = f'key_blocks["{PREFIX}'
+CODES_DTYPE = np.dtype("<i2")  # the categorical codes (0 .. classes - 1) as stored on the object
 
 Progress = Callable[[float], None]
 
@@ -77,6 +79,7 @@ class Request:
     upper_intensity: float
     layout: str  # "COMPACT" | "EXACT"
     lips_codes: np.ndarray | None = None  # int [T, H]: keep these lips (re-roll), else sample new ones
+    warnings: list[str] = dataclasses.field(default_factory=list)  # filled by apply_animation
 
     def run(self, progress: Progress | None = None) -> Animation:
         """Sample the animation (seconds to minutes). Safe off the main thread; progress may raise
@@ -216,14 +219,15 @@ def prepare_reroll(context, obj, seed: int, device: str = "auto") -> Request:
     """A new sample of the upper face of every variant, keeping the baked lips (same audio,
     intensities and layout as the bake)."""
     state = obj.meshtalk
-    if not state.is_baked:
+    if not is_baked(obj):
         raise MeshTalkError(f'"{obj.name}" has no MeshTalk animation: use Animate from Speech first.')
     template = mesh_template(obj)
     check_weights()
     samples = _read_samples(state.audio_path)
     audio = AudioSource(state.audio_path, state.start_frame, add_strip=False)
-    return Request(context.scene.name, obj.name, template, samples, audio, state.num_variants, seed, state.temperature, device,
-                   state.lip_intensity, state.upper_intensity, state.layout, lips_codes=state.get_lips_codes())
+    return Request(context.scene.name, obj.name, template, samples, audio, state.codes_shape[0], seed, state.temperature,
+                   device, state.lip_intensity, state.upper_intensity, state.layout,
+                   lips_codes=stored_codes(obj)[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,11 +243,11 @@ def apply_animation(request: Request, animation: Animation) -> bpy.types.Object:
     keys = _shape_key_data(scene, request.template, animation.vertices[0], animation.fps, request.lip_intensity,
                            request.upper_intensity, request.layout)
     if request.audio.add_strip:
-        _add_sound_strip(scene, request.audio)
+        _add_sound_strip(scene, request)
     state = obj.meshtalk
     _write(obj, keys, request.audio.start_frame, request.layout)
     lips_codes = animation.codes[0] if request.lips_codes is None else request.lips_codes
-    state.set_codes(animation.codes, lips_codes)
+    _store_codes(obj, animation.codes, lips_codes)
     state.audio_path = request.audio.path
     state.start_frame = request.audio.start_frame
     state.model_fps = animation.fps
@@ -276,17 +280,17 @@ def rebake(context, obj, variant: int | None = None, lips_variant: int | None = 
     """Re-bake from the stored codes without sampling: the upper face of `variant`, the lips of
     variant `lips_variant`'s own sample (None: keep the current lips), new intensities or layout."""
     state = obj.meshtalk
-    if not state.is_baked:
+    if not is_baked(obj):
         raise MeshTalkError(f'"{obj.name}" has no MeshTalk animation: use Animate from Speech first.')
-    count = state.num_variants
+    count = state.codes_shape[0]
     for index in (variant, lips_variant):
         if index is not None and not 0 <= index < count:
             raise MeshTalkError(f"Variant {index} does not exist: choose 0 to {count - 1}.")
     template = mesh_template(obj)
     check_weights()
     variant = state.variant if variant is None else variant
-    codes = state.get_codes()
-    lips_codes = state.get_lips_codes() if lips_variant is None else codes[lips_variant]
+    codes, lips_codes = stored_codes(obj)
+    lips_codes = lips_codes if lips_variant is None else codes[lips_variant]
     settings = (state.lip_intensity if lip_intensity is None else lip_intensity,
                 state.upper_intensity if upper_intensity is None else upper_intensity,
                 state.layout if layout is None else layout)
@@ -299,7 +303,7 @@ def rebake(context, obj, variant: int | None = None, lips_variant: int | None = 
         raise MeshTalkError(f"The MeshTalk model failed: {error}") from error
     keys = _shape_key_data(context.scene, template, vertices, state.model_fps, *settings)
     _write(obj, keys, state.start_frame, settings[2])
-    state.set_codes(codes, lips_codes)
+    _store_codes(obj, codes, lips_codes)
     state.variant = variant
     state.lip_intensity, state.upper_intensity, state.layout = settings
 
@@ -309,11 +313,35 @@ def remove_animation(obj) -> bool:
     and their curves stay). Returns whether there was anything to remove."""
     had_keys = _remove_keys(obj)
     state = obj.meshtalk
-    was_baked = state.is_baked
+    was_baked = is_baked(obj)
     if state.created_basis and obj.data.shape_keys and len(obj.data.shape_keys.key_blocks) == 1:
         obj.shape_key_clear()
-    state.clear()
+    for name in ("audio_path", "codes_base64", "lips_codes_base64", "model_version"):
+        setattr(state, name, "")
+    state.created_basis = False
     return had_keys or was_baked
+
+
+def is_baked(obj) -> bool:
+    """Whether `obj` holds a MeshTalk bake (its codes are stored)."""
+    return bool(obj.meshtalk.codes_base64)
+
+
+def stored_codes(obj) -> tuple[np.ndarray, np.ndarray]:
+    """The bake's sampled codes int64 [K, T, H] and the lips source's codes int64 [T, H]."""
+    state = obj.meshtalk
+    shape = tuple(state.codes_shape)
+    codes = np.frombuffer(base64.b64decode(state.codes_base64), CODES_DTYPE).reshape(shape)
+    lips = np.frombuffer(base64.b64decode(state.lips_codes_base64), CODES_DTYPE).reshape(shape[1:])
+    return codes.astype(np.int64), lips.astype(np.int64)
+
+
+def _store_codes(obj, codes: np.ndarray, lips_codes: np.ndarray) -> None:
+    """codes int [K, T, H], lips_codes int [T, H] as base64 text on the object (compact, saved in the .blend)."""
+    state = obj.meshtalk
+    state.codes_base64 = base64.b64encode(np.ascontiguousarray(codes, CODES_DTYPE).tobytes()).decode()
+    state.codes_shape = codes.shape
+    state.lips_codes_base64 = base64.b64encode(np.ascontiguousarray(lips_codes, CODES_DTYPE).tobytes()).decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,9 +472,15 @@ def _remove_keys(obj) -> bool:
     return bool(blocks)
 
 
-def _add_sound_strip(scene, audio: AudioSource) -> None:
-    """Add the audio file as a sound strip at its start frame, on the first channel above the others."""
+def _add_sound_strip(scene, request: Request) -> None:
+    """Add the audio file as a sound strip at its start frame, on the first channel above the others.
+    A Blender built without audio (PyPI's bpy 4.2) cannot: the bake goes on, with a warning."""
+    audio = request.audio
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 4.2-4.3: sequences
     channel = max((strip.channel for strip in _strips_all(scene)), default=0) + 1
-    strips.new_sound(os.path.basename(audio.path), audio.path, channel, audio.start_frame)
+    try:
+        strips.new_sound(os.path.basename(audio.path), audio.path, channel, audio.start_frame)
+    except RuntimeError as error:  # "Blender compiled without Audaspace support"
+        request.warnings.append(f"The audio could not be added as a sound strip ({str(error).strip()}); "
+                                f"the animation starts at frame {audio.start_frame}.")

@@ -61,10 +61,12 @@ class _SamplesModel:
     def finish(self, request: bake.Request, animation) -> str:
         """Apply the result (main thread); returns the status message."""
         obj = bake.apply_animation(request, animation)
+        for warning in request.warnings:
+            self.report({"WARNING"}, warning)
         state = obj.meshtalk
         count = scene_frame_count(animation.vertices.shape[1], animation.fps,
                                   bake.scene_fps(bpy.data.scenes[request.scene_name]))
-        return (f'Baked variant 0 of {state.num_variants} onto "{obj.name}": frames {state.start_frame}-'
+        return (f'Baked variant 0 of {state.codes_shape[0]} onto "{obj.name}": frames {state.start_frame}-'
                 f"{state.start_frame + count - 1}, {state.layout.lower()} layout")
 
     @classmethod

@@ -57,14 +57,14 @@ class MESHTALK_PT_variants(bpy.types.Panel):
     @classmethod
     def poll(cls, context):
         obj = context.scene.meshtalk.target or context.active_object
-        return obj is not None and obj.type == "MESH" and obj.meshtalk.is_baked
+        return obj is not None and obj.type == "MESH" and bake.is_baked(obj)
 
     def draw(self, context):
         layout = self.layout
         state = (context.scene.meshtalk.target or context.active_object).meshtalk
         layout.enabled = not context.window_manager.meshtalk_status.running
         row = layout.row(align=True)
-        for index in range(state.num_variants):
+        for index in range(state.codes_shape[0]):
             row.operator("meshtalk.choose_variant", text=str(index), depress=index == state.variant).variant = index
         layout.label(text=f"Seed {state.seed}, temperature {state.temperature:.2f}, model {state.model_version}")
         layout.operator("meshtalk.reroll_upper_face", icon="FILE_REFRESH")

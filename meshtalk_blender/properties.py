@@ -1,10 +1,10 @@
 """MeshTalk's properties: the panel's settings (per scene), what a bake stored (per object), and the
-status of a running bake (per window manager, not saved)."""
+status of a running bake (per window manager, not saved).
 
-import base64
+Declarations only, no methods or callbacks: PyPI's bpy 4.2 crashes at exit when a registered
+property group holds Python functions (helpers for the stored state are in `bake`)."""
 
 import bpy
-import numpy as np
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty,
                        PointerProperty, StringProperty)
 
@@ -21,12 +21,6 @@ LAYOUTS = (
     ("COMPACT", "Compact", "A few shape keys per clip driven by one keyframe per frame (within 0.1 mm)"),
     ("EXACT", "Exact", "One shape key per frame: exactly the model's output, large files"),
 )
-CODES_DTYPE = np.dtype("<i2")  # the categorical codes (0 .. classes - 1) as stored on the object
-
-
-def _is_mesh(_settings, obj) -> bool:
-    return obj.type == "MESH"
-
 
 class MeshTalkSceneSettings(bpy.types.PropertyGroup):
     """The panel's inputs; the operators' properties default to them."""
@@ -34,7 +28,7 @@ class MeshTalkSceneSettings(bpy.types.PropertyGroup):
     audio_source: EnumProperty(name="Audio", items=AUDIO_SOURCES, default="FILE")
     audio_path: StringProperty(name="Audio File", subtype="FILE_PATH",
                                description="Speech audio, any format Blender plays")
-    target: PointerProperty(name="Target", type=bpy.types.Object, poll=_is_mesh,
+    target: PointerProperty(name="Target", type=bpy.types.Object,
                             description="The face mesh to animate; empty: the active object")
     variants: IntProperty(name="Variants", default=1, min=1, max=16,
                           description="Upper-face variants sampled at once (the lips are shared)")
@@ -69,35 +63,6 @@ class MeshTalkObjectState(bpy.types.PropertyGroup):
     upper_intensity: FloatProperty(name="Upper Face", default=1.0)
     layout: EnumProperty(name="Bake Layout", items=LAYOUTS, default="COMPACT")
     created_basis: BoolProperty(description="MeshTalk added the Basis key; removal takes it away again")
-
-    @property
-    def is_baked(self) -> bool:
-        return bool(self.codes_base64)
-
-    @property
-    def num_variants(self) -> int:
-        return self.codes_shape[0] if self.is_baked else 0
-
-    def get_codes(self) -> np.ndarray:
-        """int64 [K, T, H]."""
-        raw = np.frombuffer(base64.b64decode(self.codes_base64), CODES_DTYPE)
-        return raw.reshape(tuple(self.codes_shape)).astype(np.int64)
-
-    def get_lips_codes(self) -> np.ndarray:
-        """int64 [T, H]."""
-        raw = np.frombuffer(base64.b64decode(self.lips_codes_base64), CODES_DTYPE)
-        return raw.reshape(tuple(self.codes_shape)[1:]).astype(np.int64)
-
-    def set_codes(self, codes: np.ndarray, lips_codes: np.ndarray) -> None:
-        """codes int [K, T, H], lips_codes int [T, H]."""
-        self.codes_base64 = base64.b64encode(np.ascontiguousarray(codes, CODES_DTYPE).tobytes()).decode()
-        self.codes_shape = codes.shape
-        self.lips_codes_base64 = base64.b64encode(np.ascontiguousarray(lips_codes, CODES_DTYPE).tobytes()).decode()
-
-    def clear(self) -> None:
-        for name in ("audio_path", "codes_base64", "lips_codes_base64", "model_version"):
-            setattr(self, name, "")
-        self.created_basis = False
 
 
 class MeshTalkStatus(bpy.types.PropertyGroup):

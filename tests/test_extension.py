@@ -94,6 +94,14 @@ def snapshot():
 """
 
 
+# Disabling unregisters the extension's classes: PyPI bpy 4.2 crashes at exit while Python
+# operators are still registered (5.0 does not); it also exercises unregister().
+EPILOGUE = f"""
+bpy.ops.preferences.addon_disable(module={MODULE!r})
+print('RESULT' + json.dumps(result))
+"""
+
+
 @pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory):
     (path,) = build.build(tmp_path_factory.mktemp("dist"))
@@ -105,12 +113,18 @@ def user_dir(tmp_path_factory, extension_zip):
     """A Blender user folder with the extension installed (once per session: the zip is large)."""
     folder = tmp_path_factory.mktemp("blender-user")
     code = (f"import bpy; bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, "
-            "repo='user_default', enable_on_install=True)")
+            f"repo='user_default', enable_on_install=True); bpy.ops.preferences.addon_disable(module={MODULE!r})")
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BLENDER_USER_RESOURCES": str(folder)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and (folder / "extensions" / "user_default" / "meshtalk").is_dir(), \
         done.stdout[-3000:] + done.stderr[-3000:]
     return folder
+
+
+@pytest.fixture(scope="session")
+def has_audaspace():
+    """Whether this bpy plays audio (PyPI's bpy 4.2 is built without: no `aud`, no sound strips)."""
+    return subprocess.run([sys.executable, "-c", "import bpy, aud"], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +146,7 @@ def run_in_blender(script: str, user_dir, **values) -> dict:
     """Run `script` after PRELUDE in a fresh bpy using `user_dir`; `values` are defined as
     variables first. The script fills the dict `result`, which is returned."""
     assignments = "".join(f"{name} = {value!r}\n" for name, value in values.items())
-    code = PRELUDE + assignments + textwrap.dedent(script) + "\nprint('RESULT' + json.dumps(result))\n"
+    code = PRELUDE + assignments + textwrap.dedent(script) + EPILOGUE
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user_dir)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
@@ -167,7 +181,7 @@ def test_add_head_installs_and_builds_the_template(user_dir):
     assert result["undoable"] == result["operators"]  # every MeshTalk operator can be undone
 
 
-def test_bake_from_file_compact_then_exact_and_variants(user_dir, audio):
+def test_bake_from_file_compact_then_exact_and_variants(user_dir, audio, has_audaspace):
     """A file is baked from the current frame and added as a strip; COMPACT is within 0.1 mm of
     the model, EXACT equals it; another variant bakes the model's other variant."""
     result = run_in_blender("""
@@ -196,12 +210,13 @@ def test_bake_from_file_compact_then_exact_and_variants(user_dir, audio):
         bpy.ops.meshtalk.choose_variant(variant=1)
         result["variant"] = dict(variant=state.variant, mm=max_error_mm(head, reference[1], 5, range(count)))
         # the same file again: its strip is reused, not added twice
+        scene.frame_current = 5
         bpy.ops.meshtalk.animate_from_speech(audio_path=path, variants=1, seed=4, layout="COMPACT")
         result["again"] = dict(strips=len(bake._strips_all(scene)), start=state.start_frame,
                                codes=list(state.codes_shape))
     """, user_dir, path=str(audio / "speech.wav"))
     file = result["file"]
-    assert file["strips"] == [[str(audio / "speech.wav"), 5.0]]
+    assert file["strips"] == ([[str(audio / "speech.wav"), 5.0]] if has_audaspace else [])
     assert file["start"] == 5 and file["keyed"] == [4, 5 + file["count"]]  # and a rest key either side
     assert file["count"] == 60  # 2 s at 30 fps
     assert file["codes"][:2] == [2, 60]
@@ -211,12 +226,14 @@ def test_bake_from_file_compact_then_exact_and_variants(user_dir, audio):
     assert result["exact"]["keys"] == file["count"]
     assert result["exact"]["mm"] <= EXACT_TOLERANCE_MM
     assert result["variant"]["variant"] == 1 and result["variant"]["mm"] <= EXACT_TOLERANCE_MM
-    assert result["again"] == {"strips": 1, "start": 5, "codes": [1, 60, file["codes"][2]]}
+    assert result["again"] == {"strips": len(file["strips"]), "start": 5, "codes": [1, 60, file["codes"][2]]}
 
 
-def test_bake_from_strip_at_24_fps(user_dir, audio):
+def test_bake_from_strip_at_24_fps(user_dir, audio, has_audaspace):
     """From the active sound strip: the bake starts at the strip's first frame and has one value
     per scene frame of the clip (model 30 fps -> scene 24 fps)."""
+    if not has_audaspace:
+        pytest.skip("this bpy is built without audio support: no sound strips")
     result = run_in_blender("""
         scene = bpy.context.scene
         scene.render.fps, scene.render.fps_base = 24, 1.0
@@ -279,7 +296,7 @@ def test_rebake_and_removal_keep_the_users_shape_keys(user_dir, audio):
         bpy.ops.meshtalk.remove_animation()
         result["after_removal"] = user_setup()
         result["removal_left"] = dict(keys=[k.name for k in head.data.shape_keys.key_blocks],
-                                      baked=head.meshtalk.is_baked, actions=[a.name for a in bpy.data.actions])
+                                      baked=bake.is_baked(head), actions=[a.name for a in bpy.data.actions])
         result["before"] = before
         # a mesh without shape keys gets them back off completely
         plain = add_head()
@@ -310,7 +327,8 @@ def test_failures_report_one_message_and_leave_the_scene_unchanged(user_dir, aud
         bpy.ops.meshtalk.animate_from_speech(audio_path=folder + "/speech.wav", seed=1)
         for strip in bake._strips_all(scene):  # the file's strip stays, but is not the audio source
             strip.select = False
-        scene.sequence_editor.active_strip = None
+        if scene.sequence_editor:
+            scene.sequence_editor.active_strip = None
         before = snapshot()
         for name in ("missing", "corrupt", "empty", "silent", "no_samples"):
             messages[name] = error_of(lambda: animate_op(audio_path=f"{folder}/{name}.wav"))
