@@ -77,6 +77,32 @@ def error_of(call):
         return str(error)
     return None
 
+class LayoutChecker:
+    '''Stands in for a UILayout in a panel's draw(): background Blender draws no UI, but the
+    property and operator names a panel uses can still be checked.'''
+    def __getattr__(self, name):  # row, column, label, progress, ...: accept and chain
+        return lambda *args, **kwargs: self
+    def __setattr__(self, name, value):  # layout.enabled = ...
+        pass
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        return self
+    def operator(self, idname, **kwargs):
+        group, name = idname.split(".")
+        assert hasattr(bpy.types, f"{{group.upper()}}_OT_{{name}}"), idname  # registered
+        return self
+
+def draw_panels():
+    '''Draw each MeshTalk panel whose poll() passes into a LayoutChecker; returns their ids.'''
+    from types import SimpleNamespace
+    from {MODULE} import panel
+    drawn = []
+    for cls in panel.CLASSES:
+        if not hasattr(cls, "poll") or cls.poll(bpy.context):
+            cls.draw(SimpleNamespace(layout=LayoutChecker()), bpy.context)
+            drawn.append(cls.bl_idname)
+    return drawn
+
 def snapshot():
     '''Everything a MeshTalk run could change, as comparable plain data.'''
     scene = bpy.context.scene
@@ -335,19 +361,27 @@ def test_failures_report_one_message_and_leave_the_scene_unchanged(user_dir, aud
         scene.meshtalk.audio_source = "STRIP"
         messages["no strip"] = error_of(lambda: animate_op())
         messages["no variant 7"] = error_of(lambda: bpy.ops.meshtalk.choose_variant(variant=7))
-        def cancel(fraction):
-            raise bake.Cancelled()
-        try:
-            bake.animate_object(bpy.context, head, folder + "/speech.wav", seed=2, progress=cancel)
-        except bake.MeshTalkError as error:
-            messages["cancelled"] = str(error)
+        # Esc in the UI: the modal operator's worker thread, with its cancel flag set, stops the
+        # model at its next progress report and hands back the message
+        from types import SimpleNamespace
+        import queue, threading
+        worker = SimpleNamespace(_cancel=threading.Event(), _results=queue.SimpleQueue(),
+                                 _request=bake.prepare_animation(bpy.context, head, folder + "/speech.wav", seed=2))
+        worker._cancel.set()
+        thread = threading.Thread(target=operators._SamplesModel._work, args=(worker,))
+        thread.start()
+        thread.join()
+        kind, messages["cancelled"] = worker._results.get_nowait()
+        result["cancel_kind"] = kind
         result["unchanged"] = snapshot() == before
+        result["panels"] = draw_panels()
         result["messages"] = messages
         other = add_head()
         messages["not baked"] = error_of(lambda: bpy.ops.meshtalk.reroll_upper_face())
     """, user_dir, folder=str(audio))
     messages = result["messages"]
-    assert result["unchanged"]
+    assert result["unchanged"] and result["cancel_kind"] == "error"
+    assert result["panels"] == ["MESHTALK_PT_main", "MESHTALK_PT_variants"]
     expected = {
         "nothing selected": "No mesh selected", "not a mesh": "not a mesh", "wrong topology": "Surface Deform",
         "missing": "not found", "corrupt": "Could not read", "empty": "0 bytes", "silent": "audio is silent",
