@@ -102,8 +102,7 @@ class Request:
 # Validation: everything is checked before anything is modified.
 
 def target_object(context, name: str = "") -> bpy.types.Object:
-    """The object named `name`, else the panel's target, else the active object; a mesh with the
-    MeshTalk head's topology, in Object Mode."""
+    """The object named `name`, else the panel's target, else the active object: a mesh in Object Mode."""
     if name:
         obj = bpy.data.objects.get(name)
         if obj is None:
@@ -112,11 +111,16 @@ def target_object(context, name: str = "") -> bpy.types.Object:
         obj = context.scene.meshtalk.target or context.active_object
     if obj is None:
         raise MeshTalkError("No mesh selected: select the face mesh to animate (or add one with Add MeshTalk Head).")
+    check_mesh(obj)
+    return obj
+
+
+def check_mesh(obj: bpy.types.Object) -> None:
+    """A mesh in Object Mode (shape keys written in Edit Mode would be overwritten on leaving it)."""
     if obj.type != "MESH":
         raise MeshTalkError(f'"{obj.name}" is a {obj.type.lower()}, not a mesh: select the face mesh to animate.')
     if obj.mode != "OBJECT":
         raise MeshTalkError(f'"{obj.name}" is in {obj.mode.replace("_", " ").title()} Mode: switch to Object Mode.')
-    return obj
 
 
 def mesh_template(obj: bpy.types.Object) -> Template:
@@ -225,8 +229,8 @@ def prepare_reroll(context, obj, seed: int, device: str = "auto") -> Request:
     check_weights()
     samples = _read_samples(state.audio_path)
     audio = AudioSource(state.audio_path, state.start_frame, add_strip=False)
-    return Request(context.scene.name, obj.name, template, samples, audio, state.codes_shape[0], seed, state.temperature,
-                   device, state.lip_intensity, state.upper_intensity, state.layout,
+    return Request(context.scene.name, obj.name, template, samples, audio, state.codes_shape[0], seed,
+                   state.temperature, device, state.lip_intensity, state.upper_intensity, state.layout,
                    lips_codes=stored_codes(obj)[1])
 
 
@@ -240,6 +244,7 @@ def apply_animation(request: Request, animation: Animation) -> bpy.types.Object:
     if scene is None or obj is None or obj.type != "MESH" or len(obj.data.vertices) != request.template.num_vertices:
         raise MeshTalkError(f'The mesh "{request.object_name}" or its scene was removed or changed while MeshTalk '
                             "ran; run Animate from Speech again.")
+    check_mesh(obj)
     keys = _shape_key_data(scene, request.template, animation.vertices[0], animation.fps, request.lip_intensity,
                            request.upper_intensity, request.layout)
     if request.audio.add_strip:

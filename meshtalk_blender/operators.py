@@ -52,8 +52,9 @@ def _redraw_sidebars(context) -> None:
                 area.tag_redraw()
 
 
-class _SamplesModel:
-    """Runs a bake.Request: synchronously in execute(), off the main thread from invoke()."""
+class _ModelOperator:
+    """An operator that runs the model (a bake.Request): synchronously in execute(), off the main
+    thread from invoke()."""
 
     def make_request(self, context) -> bake.Request:
         raise NotImplementedError
@@ -175,7 +176,7 @@ def _scene_default(operator, settings, name: str):
     return getattr(operator, name) if operator.properties.is_property_set(name) else getattr(settings, name)
 
 
-class MESHTALK_OT_animate_from_speech(_SamplesModel, bpy.types.Operator):
+class MESHTALK_OT_animate_from_speech(_ModelOperator, bpy.types.Operator):
     """Animate the face mesh from speech: lips from the audio, upper face sampled; baked as shape keys.
     Properties left unset take the MeshTalk panel's settings"""
 
@@ -208,7 +209,7 @@ class MESHTALK_OT_animate_from_speech(_SamplesModel, bpy.types.Operator):
         return bake.prepare_animation(context, obj, audio_path, **values)
 
 
-class MESHTALK_OT_reroll_upper_face(_SamplesModel, bpy.types.Operator):
+class MESHTALK_OT_reroll_upper_face(_ModelOperator, bpy.types.Operator):
     """Sample the upper face of every variant again, keeping the lips"""
 
     bl_idname = "meshtalk.reroll_upper_face"

@@ -114,7 +114,7 @@ def snapshot():
             keys = obj.data.shape_keys
             state[obj.name] = {{
                 "keys": [(k.name, float(np.abs(np.array([p.co for p in k.data])).sum())) for k in keys.key_blocks],
-                "action": keys.animation_data.action.name if keys.animation_data and keys.animation_data.action else None,
+                "action": getattr(getattr(keys.animation_data, "action", None), "name", None),
                 "codes": obj.meshtalk.codes_base64}}
     return state
 """
@@ -368,7 +368,7 @@ def test_failures_report_one_message_and_leave_the_scene_unchanged(user_dir, aud
         worker = SimpleNamespace(_cancel=threading.Event(), _results=queue.SimpleQueue(),
                                  _request=bake.prepare_animation(bpy.context, head, folder + "/speech.wav", seed=2))
         worker._cancel.set()
-        thread = threading.Thread(target=operators._SamplesModel._work, args=(worker,))
+        thread = threading.Thread(target=operators._ModelOperator._work, args=(worker,))
         thread.start()
         thread.join()
         kind, messages["cancelled"] = worker._results.get_nowait()
