@@ -127,6 +127,11 @@ def test_bake_errors_then_bake_and_save(user_dir, tmp_path):
         mesh = bpy.data.objects["MeshTalk Head"].data
         result["keys"] = [k.name for k in mesh.shape_keys.key_blocks]
         result["strips"] = [(s.sound.filepath, s.frame_start) for s in bake._strips_all(bpy.context.scene)]
+        try:  # PyPI's bpy 4.2 is built without audio: no `aud`, no sound strips
+            import aud
+            result["plays audio"] = True
+        except ImportError:
+            result["plays audio"] = False
         result["start"] = bpy.data.objects["MeshTalk Head"].meshtalk.start_frame
 
         bpy.ops.wm.open_mainfile(filepath=scene)
@@ -145,6 +150,6 @@ def test_bake_errors_then_bake_and_save(user_dir, tmp_path):
     assert result["to out"] == [0, []]
     assert result["keys"][0] == "Basis" and len(result["keys"]) > 1
     assert all(name.startswith("MT_basis_") for name in result["keys"][1:])
-    assert result["strips"] == [[str(SAMPLE), 10]] and result["start"] == 10
+    assert result["strips"] == ([[str(SAMPLE), 10]] if result["plays audio"] else []) and result["start"] == 10
     assert result["over open file"] == [0, []]
     assert result["saved state"] == ["EXACT", 2] and result["saved keys"] > 100  # one key per frame
