@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser that reports errors as CliError instead of exiting Blender."""
 
     def error(self, message: str):
-        raise CliError(EXIT_USAGE, f"{message} (see `blender -c meshtalk {self.prog.split()[-1]} --help`)")
+        raise CliError(EXIT_USAGE, f"{message} (see `{self.prog} --help`)")
 
 
 def _at_least(kind, low, strict: bool = False):
@@ -57,7 +57,7 @@ def _at_least(kind, low, strict: bool = False):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="meshtalk", description="MeshTalk: speech-driven face animation, headless.")
+    parser = _Parser(prog="blender -c meshtalk", description="MeshTalk: speech-driven face animation, headless.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bake = commands.add_parser("bake", help="bake speech animation onto a mesh and save the .blend",
                                description="Bake speech animation onto a mesh object as shape keys and save "
