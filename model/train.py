@@ -5,7 +5,8 @@
     python -m model.train --corpus my_captures --out runs/mine    # real captures: my_captures/{train,val}/
 
 Stage 1 trains the encoders, fusion and vertex decoder with the reconstruction, eyelid and
-cross-modality losses (mm^2, weight 1 each). Stage 2 freezes them and trains the context model
+cross-modality losses (mm^2; the eyelid loss weighted `eyelid_weight`, the others 1) and a hinge
+against collapsed codes (`code_usage_weight`). Stage 2 freezes them and trains the context model
 on the argmax codes of the training data (teacher-forced NLL). Every `checkpoint_every` steps a
 stage writes `OUT/<stage>.pt` (weights, optimiser, step, curves); running the same command again
 resumes from it. At the end the shipped checkpoint is written (`--export`, default
