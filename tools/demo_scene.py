@@ -22,6 +22,7 @@ EXTENSION = "bl_ext.user_default.meshtalk"
 TILE = 256  # pixels, square
 SKIN = (0.86, 0.67, 0.56)
 CYCLES_SAMPLES = 16
+SUN_STRENGTH = 0.6  # W/m², no world light around it
 
 
 def timed(label: str, timings: dict, action):
@@ -80,7 +81,8 @@ def use_cycles(scene) -> None:
     scene.cycles.device = "CPU"
     scene.cycles.samples = CYCLES_SAMPLES
     sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
-    sun.rotation_euler = (math.radians(50), math.radians(-25), 0.0)
+    sun.rotation_euler = (math.radians(55), 0.0, math.radians(-20))  # from the front, above, the left
+    sun.data.energy = SUN_STRENGTH
     scene.collection.objects.link(sun)
 
 
@@ -88,7 +90,6 @@ def render_frames(frames: list[int], folder: Path) -> str:
     """Render each frame to folder/NNNN.png; returns the engine used."""
     scene = bpy.context.scene
     folder.mkdir(parents=True, exist_ok=True)
-    use_workbench(scene)
     for i, frame in enumerate(frames):
         scene.frame_set(frame)
         scene.render.filepath = str(folder / f"{frame:04d}.png")
@@ -113,6 +114,7 @@ def main(zip_path: Path, blend: Path, frames_dir: Path) -> None:
     timed("bake", timings, lambda: bpy.ops.meshtalk.animate_from_speech(audio_path=str(audio)))
     play_the_speech_only(bpy.context.scene)
     add_camera(head)
+    use_workbench(bpy.context.scene)
     blend.parent.mkdir(parents=True, exist_ok=True)
     timed("save", timings, lambda: bpy.ops.wm.save_as_mainfile(filepath=str(blend.resolve())))
     scene = bpy.context.scene
