@@ -27,7 +27,7 @@ import numpy as np
 from .audio import read_audio
 from .model.animate import Animation, animate, decode
 from .model.audio import AudioError
-from .model.bake import COMPACT_TOLERANCE_M, compact_basis, resample_to_scene, scale_regions
+from .model.bake import COMPACT_TOLERANCE_M, compact_basis, resample_to_scene, scale_regions, scene_frame_count
 from .model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from .model.template import Template, load_template
 
@@ -251,6 +251,9 @@ def apply_animation(request: Request, animation: Animation) -> bpy.types.Object:
         _add_sound_strip(scene, request)
     state = obj.meshtalk
     _write(obj, keys, request.audio.start_frame, request.layout)
+    last_frame = request.audio.start_frame + scene_frame_count(animation.vertices.shape[1], animation.fps,
+                                                               scene_fps(scene)) - 1
+    scene.frame_end = max(scene.frame_end, last_frame)  # playback covers the whole clip
     lips_codes = animation.codes[0] if request.lips_codes is None else request.lips_codes
     _store_codes(obj, animation.codes, lips_codes)
     state.audio_path = request.audio.path

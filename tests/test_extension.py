@@ -263,6 +263,7 @@ def test_bake_from_strip_at_24_fps(user_dir, audio, has_audaspace):
     result = run_in_blender("""
         scene = bpy.context.scene
         scene.render.fps, scene.render.fps_base = 24, 1.0
+        scene.frame_end = 20  # shorter than the clip: the bake extends it
         editor = scene.sequence_editor_create()
         strips = editor.strips if hasattr(editor, "strips") else editor.sequences
         editor.active_strip = strips.new_sound("speech", path, 2, 12)
@@ -274,9 +275,10 @@ def test_bake_from_strip_at_24_fps(user_dir, audio, has_audaspace):
         peaks = sorted(p.co[0] for c in curves for p in c.keyframe_points if p.co[1] == 1.0)
         result.update(peaks=[peaks[0], peaks[-1], len(peaks)], count=len(reference),
                       expected=scene_frame_count(60, 30.0, 24.0), strips=len(bake._strips_all(scene)),
-                      mm=max_error_mm(head, reference, 12, range(len(reference))))
+                      mm=max_error_mm(head, reference, 12, range(len(reference))), frame_end=scene.frame_end)
     """, user_dir, path=str(audio / "speech.wav"))
     assert result["count"] == result["expected"] == 48
+    assert result["frame_end"] == 12 + 47
     assert result["peaks"] == [12.0, 12.0 + 47, 48]
     assert result["strips"] == 1
     assert result["mm"] <= EXACT_TOLERANCE_MM
