@@ -38,8 +38,8 @@ STAGES = ("stage1", "stage2", "regressor")
 class TrainConfig:
     corpus: str = "data/corpus"
     out: str = "runs/default"
-    stage1_steps: int = 5000
-    stage2_steps: int = 1500
+    stage1_steps: int = 3000
+    stage2_steps: int = 1000
     regressor_steps: int = 3000
     batch_size: int = 8
     segment_frames: int = 32  # stage 1 and regressor
