@@ -104,11 +104,20 @@ class AudioEncoder(nn.Module):
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         B, T, W, M = windows.shape
         x = (windows - self.feature_mean) / self.feature_std
-        x = x.reshape(B * T, W, M).transpose(1, 2)  # [B*T, M, W]
-        x = F.leaky_relu(self.convert(x), LEAK)
+        # [B*T, M, 1, W] in channels-last layout, a free view of the [B*T, W, M] windows: the
+        # Conv1d layers run as 1 x k Conv2d on it, which oneDNN computes about 1.5x faster on CPU
+        # than Conv1d's channels-first layout (same weights, same result up to rounding).
+        x = x.reshape(B * T, W, M).permute(0, 2, 1)[:, :, None, :]
+        x = F.leaky_relu(_conv_1xk(self.convert, x), LEAK)
         for conv in self.convs:
-            x = (x + self.dropout(F.leaky_relu(conv(x), LEAK))) / 2
-        return self.code(x.mean(dim=-1)).reshape(B, T, -1)
+            x = (x + self.dropout(F.leaky_relu(_conv_1xk(conv, x), LEAK))) / 2
+        return self.code(x.mean(dim=(-2, -1))).reshape(B, T, -1)
+
+
+def _conv_1xk(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """`conv` applied along the last axis of x [N, C, 1, L]: a Conv2d with a 1 x k kernel."""
+    return F.conv2d(x, conv.weight[:, :, None, :], conv.bias, padding=(0, conv.padding[0]),
+                    dilation=(1, conv.dilation[0]))
 
 
 class ExpressionEncoder(nn.Module):
