@@ -21,7 +21,7 @@ import torch
 
 from . import metrics
 from .animate import animate
-from .audio import frame_windows, log_mel, normalize_loudness
+from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
 from .checkpoint import DEFAULT_CHECKPOINT
 from .config import ModelConfig
 from .data.corpus import load_corpus
@@ -120,7 +120,7 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path) -> dict:
                 h, t = sync.setdefault(method, {}).get(kind, (0, 0))
                 sync[method][kind] = (h + hits, t + total)
         example = example or (name, predictions, phones, anim.fps)
-    seconds = sum(len(audio) for _, audio, _ in clips) / 16000
+    seconds = sum(len(audio) for _, audio, _ in clips) / SAMPLE_RATE
     summary = {"clips": len(clips), "seconds": round(seconds, 1), "methods": {
         m: {f"{k}_pct": round(100 * h / max(t, 1), 1) for k, (h, t) in s.items()} for m, s in sync.items()},
         "events": {k: t for k, (_, t) in next(iter(sync.values())).items()}}

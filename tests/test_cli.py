@@ -6,9 +6,6 @@ bpy process with the extension installed (a build without wheels: torch comes fr
 and its exit statuses, stderr lines and saved .blend files are checked.
 """
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
 import wave
@@ -17,9 +14,9 @@ import numpy as np
 import pytest
 
 import build
+from blender_process import MODULE, install_extension, run_for_result
 from model.audio import write_wav
 
-MODULE = "bl_ext.user_default.meshtalk"
 SAMPLE = build.ROOT / "meshtalk_blender" / "assets" / "sample_speech.wav"
 
 PRELUDE = f"""
@@ -42,24 +39,14 @@ def run(*argv):
 def user_dir(tmp_path_factory):
     """A Blender user folder with a development build of the extension installed."""
     (zip_path,) = build.build(tmp_path_factory.mktemp("dist"), wheels=False)
-    folder = tmp_path_factory.mktemp("blender-user")
-    code = (f"import bpy; bpy.ops.extensions.package_install_files(filepath={str(zip_path)!r}, "
-            "repo='user_default', enable_on_install=True)")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BLENDER_USER_RESOURCES": str(folder)},
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return folder
+    return install_extension(zip_path, tmp_path_factory.mktemp("blender-user"))
 
 
 def run_in_blender(script: str, user_dir, **values) -> dict:
     """Run PRELUDE, `values` as variables, then `script` in a fresh bpy; returns its `result`."""
     assigns = "".join(f"{name} = {value!r}\n" for name, value in values.items())
-    code = PRELUDE + assigns + textwrap.dedent(script) + "\nprint('RESULT' + json.dumps(result))\n"
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BLENDER_USER_RESOURCES": str(user_dir)},
-                          capture_output=True, text=True, timeout=600)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT"):])
+    return run_for_result(PRELUDE + assigns + textwrap.dedent(script) + "\nprint('RESULT' + json.dumps(result))\n",
+                          user_dir)
 
 
 def test_sample_speech_is_reproducible_and_small(tmp_path):

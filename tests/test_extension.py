@@ -11,8 +11,6 @@ window, which background Blender lacks); what is checked is that every operator 
 undo and that failed or cancelled runs leave the scene exactly as it was.
 """
 
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,10 +21,10 @@ import numpy as np
 import pytest
 
 import build
+from blender_process import MODULE, install_extension, run_for_result
 from model.audio import write_wav
 from model.template import load_template
 
-MODULE = "bl_ext.user_default.meshtalk"
 COMPACT_TOLERANCE_MM = 0.1
 EXACT_TOLERANCE_MM = 1e-2  # float32 storage of absolute key positions: about 1e-5 mm in practice
 
@@ -137,14 +135,7 @@ def extension_zip(tmp_path_factory):
 @pytest.fixture(scope="session")
 def user_dir(tmp_path_factory, extension_zip):
     """A Blender user folder with the extension installed (once per session: the zip is large)."""
-    folder = tmp_path_factory.mktemp("blender-user")
-    code = (f"import bpy; bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, "
-            f"repo='user_default', enable_on_install=True); bpy.ops.preferences.addon_disable(module={MODULE!r})")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BLENDER_USER_RESOURCES": str(folder)},
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and (folder / "extensions" / "user_default" / "meshtalk").is_dir(), \
-        done.stdout[-3000:] + done.stderr[-3000:]
-    return folder
+    return install_extension(extension_zip, tmp_path_factory.mktemp("blender-user"))
 
 
 @pytest.fixture(scope="session")
@@ -172,12 +163,7 @@ def run_in_blender(script: str, user_dir, **values) -> dict:
     """Run `script` after PRELUDE in a fresh bpy using `user_dir`; `values` are defined as
     variables first. The script fills the dict `result`, which is returned."""
     assignments = "".join(f"{name} = {value!r}\n" for name, value in values.items())
-    code = PRELUDE + assignments + textwrap.dedent(script) + EPILOGUE
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user_dir)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT"):])
+    return run_for_result(PRELUDE + assignments + textwrap.dedent(script) + EPILOGUE, user_dir)
 
 
 def test_zip_contains_runtime_only(extension_zip):

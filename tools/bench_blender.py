@@ -20,7 +20,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
-from model.audio import SAMPLE_RATE, write_wav  # noqa: E402
+from model.audio import SAMPLE_RATE, load_audio, write_wav  # noqa: E402
 
 OUT = ROOT / "out" / "bench"
 SAMPLE = ROOT / "meshtalk_blender" / "assets" / "sample_speech.wav"
@@ -87,8 +86,7 @@ BLENDER_SIDE = textwrap.dedent("""
 
 def speech_clip(seconds: float, path: Path) -> Path:
     """The sample speech repeated with GAP_S pauses, cut to `seconds`, as a 16 kHz WAV."""
-    with wave.open(str(SAMPLE)) as sample:  # 16 kHz mono 16-bit
-        speech = np.frombuffer(sample.readframes(sample.getnframes()), "<i2") / 32767
+    speech = load_audio(SAMPLE)
     unit = np.concatenate([speech, np.zeros(int(GAP_S * SAMPLE_RATE))])
     total = int(seconds * SAMPLE_RATE)
     write_wav(path, np.tile(unit, -(-total // len(unit)))[:total])
