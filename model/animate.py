@@ -3,8 +3,9 @@
     python -m model.animate speech.wav --out anim.npz [--variants 4] [--seed 0] [--temperature 1.0]
                                                       [--argmax] [--device auto|cpu|cuda]
 
-Pipeline: audio -> log-mel -> per-frame windows -> audio codes (in chunks, bounded memory) ->
-codes sampled from the context model (K variants in one batch) -> vertex decoder on the template.
+Pipeline: audio -> log-mel -> per-frame windows -> audio codes -> codes sampled from the context
+model (K variants in one batch) -> vertex decoder on the template; the stages run in chunks of
+frames (bounded memory) and overlap (`speech_to_vertices`).
 Variants share the lips: every variant's mouth region is variant 0's (the audio determines the
 mouth), blended by the template's soft mouth weights; the upper faces are the variants' own.
 """
@@ -22,6 +23,7 @@ from .audio import AudioError, frame_windows, load_audio, log_mel, normalize_lou
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, pick_device
 from .npz import save_npz
 from .sampler import sample_codes
+from .worker import OrderedWorker
 from .template import Template, load_template
 
 AUDIO_CHUNK_FRAMES = 512  # frames of audio windows encoded at once (fastest of 128-2048 on 2 cores)
@@ -44,15 +46,64 @@ def _load(checkpoint: str, device: str):
     return load_checkpoint(checkpoint, device)
 
 
+def encode_audio(meshtalk, mel: torch.Tensor, first: int, n: int) -> torch.Tensor:
+    """Audio codes [n, A] of frames first ... first + n - 1 from log-mel [M, 80]."""
+    config = meshtalk.config
+    windows = frame_windows(mel, n, config.fps, config.past_s, config.future_s, first_frame=first)
+    return meshtalk.audio_codes(windows[None])[0]
+
+
 @torch.no_grad()
-def audio_codes(meshtalk, mel: torch.Tensor, n_frames: int, fps: float, past_s: float, future_s: float) -> torch.Tensor:
+def audio_codes(meshtalk, mel: torch.Tensor, n_frames: int) -> torch.Tensor:
     """Per-frame audio codes [T, A] from log-mel [M, 80], AUDIO_CHUNK_FRAMES frames at a time."""
-    chunks = []
-    for first in range(0, n_frames, AUDIO_CHUNK_FRAMES):
+    return torch.cat([encode_audio(meshtalk, mel, first, min(AUDIO_CHUNK_FRAMES, n_frames - first))
+                      for first in range(0, n_frames, AUDIO_CHUNK_FRAMES)])
+
+
+@torch.no_grad()
+def speech_to_vertices(meshtalk, context, mel: torch.Tensor, n_frames: int, template: torch.Tensor, variants: int = 1,
+                       **sampling) -> tuple[torch.Tensor, np.ndarray]:
+    """Log-mel [M, 80] -> (codes [K,T,H], vertices float32 [K,T,V,3] metres on template [V,3]),
+    each variant with its own lips. `sampling`: sample_codes' other keyword arguments.
+
+    The three stages overlap, AUDIO_CHUNK_FRAMES frames at a time: a helper thread encodes the
+    audio a chunk ahead of the sampler and another decodes each sampled chunk while the next is
+    sampled (torch releases the GIL inside its ops; the sampler is a sequential loop of small
+    ops that keeps one core busy). Same result as running them one after another."""
+    audio = torch.empty((n_frames, meshtalk.config.audio_width), dtype=context.out_weight.dtype, device=mel.device)
+    vertices = np.empty((variants, n_frames, template.shape[0], 3), np.float32)
+    decoder_state = None
+    decoded = 0  # frames handed to the decoder
+    spans = 0  # decoder jobs submitted
+
+    def encode(first):
         n = min(AUDIO_CHUNK_FRAMES, n_frames - first)
-        windows = frame_windows(mel, n, fps, past_s, future_s, first_frame=first)
-        chunks.append(meshtalk.audio_codes(windows[None])[0])
-    return torch.cat(chunks)
+        audio[first : first + n] = encode_audio(meshtalk, mel, first, n)
+
+    def decode(span):
+        nonlocal decoder_state
+        codes, start, stop = span
+        decoder_state = meshtalk.decode_into(codes, template, vertices, start, stop, decoder_state)
+
+    def on_chunk(start, stop, codes):
+        nonlocal decoded, spans
+        encoder.wait(-(-stop // AUDIO_CHUNK_FRAMES))  # the chunks that hold frames < stop
+        if start > decoded:
+            decoder.submit((codes, decoded, start))
+            decoded, spans = start, spans + 1
+
+    encoder = OrderedWorker(encode, "meshtalk-audio")
+    decoder = OrderedWorker(decode, "meshtalk-decoder")
+    try:
+        for first in range(0, n_frames, AUDIO_CHUNK_FRAMES):
+            encoder.submit(first)
+        codes = sample_codes(context, audio, variants=variants, chunk_frames=AUDIO_CHUNK_FRAMES, on_chunk=on_chunk,
+                             **sampling)
+        decoder.wait(spans)
+    finally:
+        encoder.close()
+        decoder.close()
+    return codes, vertices
 
 
 def mix_regions(lips_from: np.ndarray, upper_from: np.ndarray, mouth_weights: np.ndarray) -> np.ndarray:
@@ -94,12 +145,12 @@ def animate(
     samples = load_audio(audio) if isinstance(audio, (str, Path)) else normalize_loudness(np.asarray(audio, np.float32))
     n_frames = num_frames(len(samples), config.fps)
     mel = log_mel(torch.from_numpy(samples).to(torch_device))
-    codes_audio = audio_codes(meshtalk, mel, n_frames, config.fps, config.past_s, config.future_s)
     generator = torch.Generator(torch_device).manual_seed(seed)
-    sampling_progress = (lambda f: progress(0.9 * f)) if progress else None
-    codes = sample_codes(context, codes_audio, variants=variants, temperature=temperature, generator=generator,
-                         argmax=argmax, progress=sampling_progress)
-    vertices = decode_variants(meshtalk, codes, template, lips_from)
+    sampling_progress = (lambda f: progress(0.95 * f)) if progress else None
+    head = torch.as_tensor(template.vertices, device=torch_device)
+    codes, vertices = speech_to_vertices(meshtalk, context, mel, n_frames, head, variants, temperature=temperature,
+                                         generator=generator, argmax=argmax, progress=sampling_progress)
+    share_lips(vertices, template, lips_from)
     if progress:
         progress(1.0)
     return Animation(vertices, codes.cpu().numpy(), float(config.fps), seed, float(temperature),
@@ -107,17 +158,20 @@ def animate(
 
 
 def decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
-    """Integer codes [K,T,H] -> vertices float32 [K,T,V,3]; every variant but the lip source takes
-    its mouth from `lips_from` [T,V,3] (default: variant 0)."""
+    """Integer codes [K,T,H] -> vertices float32 [K,T,V,3], lips shared as `share_lips` does."""
     K, T = codes.shape[:2]
-    head = torch.as_tensor(template.vertices, device=codes.device)
     vertices = np.empty((K, T, template.num_vertices, 3), np.float32)
-    for k in range(K):  # one variant, one time chunk at a time bounds the decoder's memory
-        meshtalk.decode_into(codes[k], head, vertices[k])
+    meshtalk.decode_into(codes, torch.as_tensor(template.vertices, device=codes.device), vertices)
+    return share_lips(vertices, template, lips_from)
+
+
+def share_lips(vertices: np.ndarray, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
+    """Give every variant of vertices [K,T,V,3] (in place) the mouth of `lips_from` [T,V,3]
+    (default: variant 0, which then stays as it is); returns vertices."""
     lips = vertices[0] if lips_from is None else lips_from
     if lips.shape != vertices.shape[1:]:
         raise ValueError(f"lips_from has shape {lips.shape}, expected {vertices.shape[1:]}")
-    for k in range(K):
+    for k in range(len(vertices)):
         if lips_from is not None or k > 0:
             vertices[k] = mix_regions(lips, vertices[k], template.mouth_weights)
     return vertices

@@ -301,15 +301,27 @@ class MeshTalk(nn.Module):
         return self.decoder(codes.flatten(-2), template)
 
     @torch.no_grad()
-    def decode_into(self, codes: torch.Tensor, template: torch.Tensor, out: np.ndarray, chunk_frames: int = 512) -> None:
-        """Decode integer codes [T,H] on template [V,3] into `out`, a float32 array [T,V,3] (metres),
-        `chunk_frames` at a time with the LSTM state carried over: peak memory is one chunk's,
-        the result equals `decode`."""
-        state = None
-        for first in range(0, codes.shape[0], chunk_frames):
-            condition = F.one_hot(codes[None, first : first + chunk_frames], self.config.classes).float()
+    def decode_into(
+        self,
+        codes: torch.Tensor,
+        template: torch.Tensor,
+        out: np.ndarray,
+        start: int = 0,
+        stop: Optional[int] = None,
+        state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        chunk_frames: int = 512,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Decode frames start ... stop - 1 of integer codes [K,T,H] (K variants) on template [V,3]
+        into `out`, a float32 array [K,T,V,3] (metres), `chunk_frames` at a time: peak memory is
+        one chunk's. `state` is the decoder LSTM's state after frame start - 1 (None at frame 0);
+        returns the state after frame stop - 1, so consecutive spans equal one `decode`."""
+        stop = codes.shape[1] if stop is None else stop
+        for first in range(start, stop, chunk_frames):
+            last = min(stop, first + chunk_frames)
+            condition = F.one_hot(codes[:, first:last], self.config.classes).float()
             vertices, state = self.decoder.stream(condition.flatten(-2), template, state)
-            out[first : first + chunk_frames] = vertices[0].cpu().numpy()
+            out[:, first:last] = vertices.cpu().numpy()
+        return state
 
     def forward(
         self,

@@ -44,8 +44,6 @@ How ``sample_codes`` is fast (the model is described in context.py):
 
 import math
 import os
-import queue
-import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -53,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .context import ContextModel
+from .worker import OrderedWorker
 
 NOISE_BLOCK = 256  # frames of Gumbel noise drawn per generator call (fixes the random stream)
 DEFAULT_CHUNK_FRAMES = 512  # frames of audio projections held at once by sample_codes
@@ -263,6 +262,7 @@ def sample_codes(
     progress_every: int = DEFAULT_PROGRESS_EVERY,
     num_threads: int | None = 1,
     background: bool | None = None,
+    on_chunk: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Sample codes [K, T, H] (int64) from the context model given audio codes.
 
@@ -280,6 +280,12 @@ def sample_codes(
     background: compute the past taps of layers >= 1 (3 of the ~5 M multiply-adds of a frame)
     for frame t+2 in a helper thread while frame t+1 is sampled. Default: on CPU when the
     machine has at least 2 cores. Results are identical either way.
+    on_chunk: called as on_chunk(start, stop, codes) before frames start ... stop - 1 are sampled
+    (a chunk at a time) and once more as on_chunk(T, T, codes) at the end; `codes` is the output
+    [K, T, H], final for frames < start. Frames < stop of `audio` are first read after it
+    returns, so another thread may still be filling `audio` in while sampling runs (it must
+    then be on the model's device and dtype, so that it is used as is, not copied), and the
+    finished frames may be decoded while later ones are sampled (model/animate.py).
 
     Gives the same codes as sample_codes_reference for the same noise/generator state (up to
     float rounding of near-ties, which does not occur in float64 tests).
@@ -297,56 +303,20 @@ def sample_codes(
             progress,
             progress_every,
             background,
+            on_chunk,
         )
-
-
-class _PastWorker:
-    """Runs job(f) for f submitted in order on a helper thread; wait(f) blocks until it is done.
-
-    torch releases the GIL inside its ops, so the helper's matmuls overlap the main thread's
-    small ops on a second core.
-    """
-
-    def __init__(self, job: Callable[[int], None]):
-        self.job = job
-        self.todo: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="meshtalk-sampler", daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        with torch.no_grad():  # grad mode is per thread
-            while True:
-                f = self.todo.get()
-                if f is None:
-                    return
-                try:
-                    self.job(f)
-                except BaseException as error:  # noqa: BLE001 (handed to the main thread)
-                    self.done.put(error)
-                    return
-                self.done.put(f)
-
-    def submit(self, f: int):
-        self.todo.put(f)
-
-    def wait(self, f: int):
-        result = self.done.get()
-        if isinstance(result, BaseException):
-            raise result
-        assert result == f, (result, f)
-
-    def close(self):
-        self.todo.put(None)
-        self.thread.join()
 
 
 @torch.no_grad()
 def _sample_codes(
-    model, audio, variants, temperature, generator, argmax, chunk_frames, noise, progress, progress_every, background
+    model, audio, variants, temperature, generator, argmax, chunk_frames, noise, progress, progress_every, background,
+    on_chunk,
 ):
     temperature = _check_temperature(temperature, argmax)
+    given = audio
     audio, K = _prepare(model, audio, variants, noise)
+    if on_chunk is not None and audio.data_ptr() != given.data_ptr():
+        raise ValueError("with on_chunk, audio must be on the model's device and dtype (it is read as it fills)")
     T = audio.shape[1]
     p = _param(model)
     device, dtype = p.device, p.dtype
@@ -419,10 +389,12 @@ def _sample_codes(
     if background:
         past_taps(0)
         past_taps(1)
-        worker = _PastWorker(past_taps)
+        worker = OrderedWorker(past_taps, name="meshtalk-sampler")
     try:
         for c0 in range(0, T, chunk):
             c1 = min(T, c0 + chunk)
+            if on_chunk is not None:
+                on_chunk(c0, c1, out)
             aud = torch.addmm(plan.audio_bias, audio[:, c0:c1].reshape(-1, audio.shape[2]), plan.audio_weight)
             aud = aud.view(audio.shape[0], c1 - c0, L, HE).permute(1, 2, 0, 3)  # [n, L, Ka, HE]
             noise_chunk = None if argmax else gumbel.frames(c0, c1)
@@ -432,7 +404,7 @@ def _sample_codes(
                 if worker is None:
                     past_taps(t)
                 elif t >= 2:
-                    worker.wait(t)
+                    worker.wait(t - 1)  # the worker's items are frames 2, 3, ...: frame t is item t - 1
                 if t < dil[0]:  # layer 0's past tap reads the zero padding
                     acc[0].copy_(a_t[0].expand(K, HE))
                 else:
@@ -468,6 +440,8 @@ def _sample_codes(
     finally:
         if worker is not None:
             worker.close()
+    if on_chunk is not None:
+        on_chunk(T, T, out)
     if progress is not None:
         progress(1.0)
     return out

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from model.animate import animate, decode, main, mix_regions
-from model.audio import AudioError, write_wav
+from model.animate import (animate, audio_codes, decode, decode_variants, main, mix_regions, share_lips,
+                           speech_to_vertices)
+from model.audio import AudioError, log_mel, write_wav
 from model.checkpoint import CheckpointError, save_checkpoint
 from model.config import ModelConfig
 from model.context import ContextModel
 from model.networks import MeshTalk
+from model.sampler import sample_codes
 from model.template import load_template
 
 SMALL = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_width=32,
@@ -124,10 +126,50 @@ def test_chunked_decoding_equals_decoding_whole(template):
     meshtalk = MeshTalk(config).eval()
     with torch.no_grad():
         meshtalk.decoder.out.weight.normal_(0, 0.5)
-    codes = torch.randint(0, config.classes, (100, config.heads))
+    codes = torch.randint(0, config.classes, (2, 100, config.heads))
     head = torch.as_tensor(template.vertices)
     with torch.no_grad():
-        whole = meshtalk.decode(codes[None], head)[0].numpy()
+        whole = meshtalk.decode(codes, head).numpy()
     chunked = np.empty_like(whole)
     meshtalk.decode_into(codes, head, chunked, chunk_frames=7)
     assert np.allclose(chunked, whole, atol=1e-6)
+    # Two spans, the second resuming from the first's state, equal one.
+    spans = np.empty_like(whole)
+    state = meshtalk.decode_into(codes, head, spans, 0, 40)
+    meshtalk.decode_into(codes, head, spans, 40, 100, state)
+    assert np.allclose(spans, whole, atol=1e-6)
+
+
+def test_overlapped_stages_equal_running_them_in_turn(template, monkeypatch):
+    """animate() encodes audio a chunk ahead of the sampler and decodes a chunk behind it, on
+    helper threads; codes and vertices must equal running the stages one after another, across
+    chunk boundaries, and a failing stage must surface as its own error."""
+    import model.animate as animate_module
+
+    monkeypatch.setattr(animate_module, "AUDIO_CHUNK_FRAMES", 16)  # 90 frames: 6 chunks
+    torch.manual_seed(2)
+    config = ModelConfig(num_vertices=template.num_vertices, **SMALL)
+    meshtalk, context = MeshTalk(config).eval(), ContextModel(config).eval()
+    with torch.no_grad():
+        meshtalk.decoder.out.weight.normal_(0, 0.5)
+    mel = log_mel(torch.from_numpy(speechlike(3.0)))
+    head = torch.as_tensor(template.vertices)
+    in_turn = sample_codes(context, audio_codes(meshtalk, mel, 90), variants=2,
+                           generator=torch.Generator().manual_seed(4))
+    expected = decode_variants(meshtalk, in_turn, template, lips_from=template.vertices[None].repeat(90, 0))
+    codes, vertices = speech_to_vertices(meshtalk, context, mel, 90, head, 2,
+                                         generator=torch.Generator().manual_seed(4))
+    assert torch.equal(codes, in_turn)
+    assert np.allclose(share_lips(vertices, template, template.vertices[None].repeat(90, 0)), expected, atol=1e-6)
+    assert not np.allclose(vertices[0], vertices[1], atol=1e-5)
+
+    def fails(stage):
+        def broken(*_):
+            raise RuntimeError(f"{stage} failed")
+        return broken
+
+    for stage, method in (("encoder", "audio_codes"), ("decoder", "decode_into")):
+        with monkeypatch.context() as patch:
+            patch.setattr(meshtalk, method, fails(stage))
+            with pytest.raises(RuntimeError, match=f"{stage} failed"):
+                speech_to_vertices(meshtalk, context, mel, 90, head)
