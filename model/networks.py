@@ -379,6 +379,18 @@ def eyelid_loss(pred: torch.Tensor, target: torch.Tensor, eyelid_mask: ArrayLike
     return region_loss(pred, target, torch.as_tensor(eyelid_mask).bool())
 
 
+def lip_gap_loss(pred: torch.Tensor, target: torch.Tensor, upper: ArrayLike, lower: ArrayLike) -> torch.Tensor:
+    """MSE in mm^2 between the inner-lip gap vectors (vertex upper[i] minus vertex lower[i], index
+    pairs [P]) of predicted and true vertices [..., V, 3] in metres: whether the lips part and
+    seal as they should, which a mean over thousands of vertices dilutes."""
+    upper, lower = torch.as_tensor(upper, device=pred.device).long(), torch.as_tensor(lower, device=pred.device).long()
+
+    def gaps(vertices):
+        return (vertices[..., upper, :] - vertices[..., lower, :]) * MM_PER_M
+
+    return F.mse_loss(gaps(pred), gaps(target))
+
+
 def cross_modality_loss(
     model: MeshTalk,
     audio_codes: torch.Tensor,
@@ -440,12 +452,14 @@ def stage1_losses(
     mouth_weights: ArrayLike,
     upper_weights: ArrayLike,
     eyelid_mask: ArrayLike,
+    lip_pairs: Tuple[ArrayLike, ArrayLike],
     generator: Optional[torch.Generator] = None,
 ) -> dict:
     """Stage-1 losses in mm^2 for audio [B,T,W,M], vertices [B,T,V,3], template [B,V,3]:
     {"reconstruction", "eyelid", "cross_modality"}, which the paper weights 1 each, plus
-    "code_usage" (`code_usage_loss`, dimensionless), which the paper does not have. The trainer
-    sets the weights (model/train.py, TrainConfig)."""
+    "lip_gap" (`lip_gap_loss` on the inner-lip index pairs `lip_pairs`, mm^2) and "code_usage"
+    (`code_usage_loss`, dimensionless), which the paper does not have. The trainer sets the
+    weights (model/train.py, TrainConfig)."""
     audio_codes = model.audio_codes(audio)
     expression_codes = model.expression_encoder(vertices, template)
     logprobs = model.fusion(expression_codes, audio_codes)
@@ -454,6 +468,7 @@ def stage1_losses(
     return {
         "reconstruction": reconstruction_loss(reconstruction, vertices),
         "eyelid": eyelid_loss(reconstruction, vertices, eyelid_mask),
+        "lip_gap": lip_gap_loss(reconstruction, vertices, *lip_pairs),
         "cross_modality": cross_modality_loss(model, audio_codes, expression_codes, vertices, template,
                                               mouth_weights, upper_weights, generator),
         "code_usage": code_usage_loss(logprobs),

@@ -20,6 +20,7 @@ from model.networks import (
     cross_modality_loss,
     eyelid_loss,
     gumbel_softmax_codes,
+    lip_gap_loss,
     reconstruction_loss,
     region_loss,
     stage1_losses,
@@ -254,12 +255,14 @@ def test_stage1_losses_share_the_encoders():
     audio, vertices, template = make_batch()
     mouth, upper = torch.rand(SMALL.num_vertices), torch.rand(SMALL.num_vertices)
     eyelids = torch.rand(SMALL.num_vertices) > 0.7
-    losses = stage1_losses(model, audio, vertices, template, mouth, upper, eyelids,
+    lips = (torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7]))
+    losses = stage1_losses(model, audio, vertices, template, mouth, upper, eyelids, lips,
                            generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     recon, _, _ = model(audio, vertices, template, generator=g)
     assert torch.isclose(losses["reconstruction"], reconstruction_loss(recon, vertices))
     assert torch.isclose(losses["eyelid"], eyelid_loss(recon, vertices, eyelids))
+    assert torch.isclose(losses["lip_gap"], lip_gap_loss(recon, vertices, *lips))
     assert torch.isclose(losses["cross_modality"], cross_loss(model, audio, vertices, template, mouth, upper, g))
     assert torch.isclose(losses["code_usage"], code_usage_loss(model.encode(audio, vertices, template)))
 
@@ -351,3 +354,14 @@ def test_tiny_overfit():
     losses = overfit()
     print(f"\noverfit: {losses[0]:.3f} -> {losses[-1]:.3f} mm^2 in {time.perf_counter() - start:.1f} s")
     assert losses[-1] < losses[0] / 5
+
+
+def test_lip_gap_loss_sees_the_gap_not_where_the_lips_are():
+    lips = torch.zeros(1, 4, 3)  # vertices 0, 1 upper lip; 2, 3 lower lip, sealed
+    upper, lower = [0, 1], [2, 3]
+    opened = lips.clone()
+    opened[:, 2:, 2] -= 0.002  # lower lip 2 mm down
+    assert lip_gap_loss(lips, lips, upper, lower).item() == 0.0
+    assert lip_gap_loss(opened, lips, upper, lower).item() == pytest.approx(4.0 / 3)  # (2 mm)^2 on z of 3 coords
+    moved = opened + torch.tensor([0.0, 0.0, 0.01])  # the whole mouth 1 cm up: same gap
+    assert lip_gap_loss(moved, opened, upper, lower).item() == pytest.approx(0.0, abs=1e-9)

@@ -10,7 +10,7 @@ from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
 from model.data import synth
 from model.template import load_template
-from model.train import TrainConfig, train
+from model.train import TrainConfig, Trainer, train
 
 TINY = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_width=32,
             decoder_widths=(32, 16, 8), context_embedding=8)
@@ -30,7 +30,7 @@ def trained(corpus, tmp_path_factory):
     config = ModelConfig(num_vertices=load_template().num_vertices, **TINY)
     cfg = TrainConfig(corpus=str(corpus), out=str(run), stage1_steps=6, stage2_steps=4, regressor_steps=4,
                       batch_size=2, segment_frames=8, context_segment_frames=16, log_every=2,
-                      checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True)
+                      checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True, lip_from_step=3)
     train(cfg, config, ["stage1", "stage2", "regressor"], run / "meshtalk.pt")
     return cfg, config, run
 
@@ -43,6 +43,16 @@ def test_stages_write_checkpoints_with_curves(trained):
         assert state["step"] == steps and curves[-1]["step"] == steps
         assert any(k.startswith("val_") for k in curves[-1])
         assert (run / f"{stage}_curves.png").stat().st_size > 0
+
+
+def test_lip_loss_starts_at_its_step(trained):
+    cfg, config, _ = trained
+    trainer = Trainer(cfg, config)
+    assert [trainer.loss_weight("lip_gap", step) for step in (0, 2, 3, 5)] == [0.0, 0.0, cfg.lip_weight, cfg.lip_weight]
+    assert trainer.loss_weight("eyelid", 0) == cfg.eyelid_weight and trainer.loss_weight("reconstruction", 9) == 1.0
+    for stage in ("stage1", "regressor"):  # logged from the start, weighted from lip_from_step
+        curves = json.loads(torch.load(trainer.out / f"{stage}.pt", weights_only=True)["curves"])
+        assert all(c["lip_gap"] >= 0 for c in curves)
 
 
 def test_export_loads_without_running_code(trained):
@@ -75,6 +85,7 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
 def test_benchmark_measures_each_stage():
     result = bench.measure(seconds=1.0, variants=2, reference=False)
     assert result["total_s"] >= result["sampling_s"] > 0 and result["peak_rss_mb"] > 0
+    assert result["pipelined_s"] > 0
 
 
 def test_trains_on_real_capture_folders(corpus, tmp_path):
