@@ -127,7 +127,8 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path) -> dict:
     lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
              f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events).", "",
              "| method | closure_pct | opening_pct | rest_pct |", "|---|---:|---:|---:|"]
-    lines += [f"| {m} | {v['closure_pct']} | {v['opening_pct']} | {v['rest_pct']} |" for m, v in summary["methods"].items()]
+    lines += [f"| {m} | {v['closure_pct']} | {v['opening_pct']} | {v['rest_pct']} |"
+              for m, v in summary["methods"].items()]
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_speech.md").write_text("\n".join(lines) + "\n")
     _plot_real_lip_gap(out / "real_lip_gap.png", example, template)
