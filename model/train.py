@@ -10,9 +10,9 @@ inner-lip gap loss (`lip_weight`, from step `lip_from_step` on) and a hinge agai
 codes (`code_usage_weight`); the regressor gets the same reconstruction, eyelid and lip losses.
 Stage 2 freezes them and trains the context model on the argmax codes of the training data
 (teacher-forced NLL). Every `checkpoint_every` steps a stage writes `OUT/<stage>.pt` (weights,
-optimiser, step, curves); running the same command again resumes from it. At the end the shipped checkpoint is written (`--export`, default
-weights/meshtalk.pt). Checkpoints hold only tensors and plain values: they load with
-torch.load(weights_only=True).
+optimiser, step, curves); running the same command again resumes from it. At the end the
+shipped checkpoint is written (`--export`, default weights/meshtalk.pt). Checkpoints hold only
+tensors and plain values: they load with torch.load(weights_only=True).
 """
 
 import argparse
