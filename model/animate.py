@@ -70,8 +70,13 @@ def speech_to_vertices(meshtalk, context, mel: torch.Tensor, n_frames: int, temp
     audio a chunk ahead of the sampler and another decodes each sampled chunk while the next is
     sampled (torch releases the GIL inside its ops; the sampler is a sequential loop of small
     ops that keeps one core busy). Same result as running them one after another."""
-    audio = torch.empty((n_frames, meshtalk.config.audio_width), dtype=context.out_weight.dtype, device=mel.device)
     vertices = np.empty((variants, n_frames, template.shape[0], 3), np.float32)
+    if n_frames <= AUDIO_CHUNK_FRAMES:  # one chunk: nothing to overlap, the helper threads only cost
+        codes = sample_codes(context, audio_codes(meshtalk, mel, n_frames).to(context.out_weight.dtype),
+                             variants=variants, **sampling)
+        meshtalk.decode_into(codes, template, vertices)
+        return codes, vertices
+    audio = torch.empty((n_frames, meshtalk.config.audio_width), dtype=context.out_weight.dtype, device=mel.device)
     decoder_state = None
     decoded = 0  # frames handed to the decoder
     spans = 0  # decoder jobs submitted
@@ -157,12 +162,14 @@ def animate(
                      str(info.get("model_version", "unversioned")))
 
 
-def decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
-    """Integer codes [K,T,H] -> vertices float32 [K,T,V,3], lips shared as `share_lips` does."""
+def decode_variants(meshtalk, codes: torch.Tensor, template: Template, lips_from: np.ndarray | None,
+                    own_lips: bool = False) -> np.ndarray:
+    """Integer codes [K,T,H] -> vertices float32 [K,T,V,3], lips shared as `share_lips` does
+    (unless own_lips: each variant as decoded)."""
     K, T = codes.shape[:2]
     vertices = np.empty((K, T, template.num_vertices, 3), np.float32)
     meshtalk.decode_into(codes, torch.as_tensor(template.vertices, device=codes.device), vertices)
-    return share_lips(vertices, template, lips_from)
+    return vertices if own_lips else share_lips(vertices, template, lips_from)
 
 
 def share_lips(vertices: np.ndarray, template: Template, lips_from: np.ndarray | None) -> np.ndarray:
@@ -184,16 +191,18 @@ def decode(
     checkpoint: str | Path = DEFAULT_CHECKPOINT,
     template: Template | None = None,
     lips_from: np.ndarray | None = None,
+    own_lips: bool = False,
 ) -> np.ndarray:
     """Re-create variants from their codes (`Animation.codes`, int [K,T,H]) without sampling:
     vertices float32 [K,T,V,3] metres, exactly what `animate` returned for them. Variants keep
     the mouth of `lips_from` [T,V,3] (default: variant 0), so storing the codes is enough to
-    switch, mix or re-bake variants later."""
+    switch, mix or re-bake variants later. own_lips: every variant keeps the mouth it was
+    sampled with (to measure how much samples differ there)."""
     template = template or load_template()
     torch_device = pick_device(device)
     _, meshtalk, _, _ = _load(str(checkpoint), str(torch_device))
-    return decode_variants(meshtalk, torch.as_tensor(np.asarray(codes), device=torch_device).long(), template,
-                            lips_from)
+    codes = torch.as_tensor(np.asarray(codes), device=torch_device).long()
+    return decode_variants(meshtalk, codes, template, lips_from, own_lips)
 
 
 def save_animation(path: Path | str, animation: Animation, template: Template) -> None:

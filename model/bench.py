@@ -59,6 +59,10 @@ def measure(seconds: float, variants: int, reference: bool) -> dict:
     frames = num_frames(len(audio), config.fps)
     result = {"seconds": seconds, "variants": variants, "sampler": "reference" if reference else "fast",
               "weights": weights}
+    # Warm up first (sampler plan, oneDNN kernels, threads), as a loaded model in Blender is.
+    warm_up = log_mel(torch.from_numpy(_speechlike(1.0)))
+    speech_to_vertices(meshtalk, context, warm_up, num_frames(SAMPLE_RATE, config.fps),
+                       torch.as_tensor(template.vertices))
     if not reference:
         started = time.perf_counter()
         mel = log_mel(torch.from_numpy(audio))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .animate import animate
+from .animate import animate, decode
 from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
 from .checkpoint import DEFAULT_CHECKPOINT
 from .config import ModelConfig
@@ -82,7 +82,10 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         gt_blinks += metrics.blinks(truth, speaker)
         seconds += n / corpus.fps
         if variants > 1:
-            diversity.append(metrics.variant_diversity(anim.vertices[:, :n], speaker))
+            sampled = decode(anim.codes, device="cpu", checkpoint=checkpoint, template=speaker, own_lips=True)
+            diversity.append({f"{kind}_{k}": v
+                              for kind, vertices in (("sampled", sampled), ("shared_lips", anim.vertices))
+                              for k, v in metrics.variant_diversity(vertices[:, :n], speaker).items()})
         if example is None:
             example = (u, truth, predictions, speaker)
     summary = {"split": split, "utterances": len(rows[methods[0]]["lve"]), "seconds": round(seconds, 1),
@@ -166,8 +169,10 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(str(values[k]) for k in keys) + " |")
     if "diversity_mm" in summary:
         d = summary["diversity_mm"]
-        lines += ["", f"Variant diversity (std across variants): upper face {d['upper_face_mm']} mm, "
-                      f"mouth {d['mouth_mm']} mm."]
+        lines += ["", "Variant diversity (std across variants, mm): as sampled, upper face "
+                      f"{d['sampled_upper_face_mm']}, mouth {d['sampled_mouth_mm']}; with the lips shared "
+                      f"(as animate returns them), upper face {d['shared_lips_upper_face_mm']}, mouth "
+                      f"{d['shared_lips_mouth_mm']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -79,6 +79,11 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     for values in summary["methods"].values():
         assert values["sqrt_lve_mm"] >= 0 and 0 <= values["closure_pct"] <= 100
     assert summary["methods"]["static template"]["opening_pct"] == 0
+    # Diversity as sampled and with variant 0's lips shared (sharing can only still the mouth).
+    d = summary["diversity_mm"]
+    assert set(d) == {f"{kind}_{region}_mm" for kind in ("sampled", "shared_lips")
+                      for region in ("upper_face", "mouth")}
+    assert d["shared_lips_mouth_mm"] <= d["sampled_mouth_mm"] + 1e-4
     assert (tmp_path / "metrics.md").read_text().count("|") > 10 and (tmp_path / "lip_gap.png").exists()
 
 
