@@ -91,7 +91,6 @@ class Trainer:
         self.upper = torch.as_tensor(self.template.upper_face_weights, device=self.device)
         self.eyelids = torch.as_tensor(self.template.eyelid_mask, device=self.device)
         self.lip_pairs = (self.template.lip_upper_inner, self.template.lip_lower_inner)
-        self.loss_weights = {"eyelid": train.eyelid_weight, "code_usage": train.code_usage_weight}
         torch.manual_seed(train.seed)
         if train.threads > 0:
             torch.set_num_threads(train.threads)
@@ -187,10 +186,10 @@ class Trainer:
                 plot_curves(curves, self.out / f"{stage}_curves.png", stage)
 
     def loss_weight(self, name: str, step: int) -> float:
-        """Weight of loss `name` at `step` (0-based count of steps done)."""
-        if name == "lip_gap":
-            return self.cfg.lip_weight if step >= self.cfg.lip_from_step else 0.0
-        return self.loss_weights.get(name, 1.0)
+        """Weight of loss `name` at `step` (0-based count of steps done); 1 for any loss not listed."""
+        cfg = self.cfg
+        lip = cfg.lip_weight if step >= cfg.lip_from_step else 0.0
+        return {"eyelid": cfg.eyelid_weight, "code_usage": cfg.code_usage_weight, "lip_gap": lip}.get(name, 1.0)
 
     @torch.no_grad()
     def validate(self, net, loss_fn, frames: int) -> dict[str, float]:
