@@ -29,6 +29,12 @@ def save_checkpoint(path: Path, config: ModelConfig, meshtalk: MeshTalk, context
     }, path)
 
 
+def trained_weights(stage_checkpoint: dict) -> dict:
+    """The weights a training stage's checkpoint (runs/<run>/<stage>.pt) hands on: the moving
+    average of its weights, or the weights themselves where it has none (runs before the average)."""
+    return stage_checkpoint.get("ema", stage_checkpoint["model"])
+
+
 def pick_device(name: str) -> torch.device:
     """"auto" picks CUDA when available; asking for CUDA without it is an error."""
     if name == "auto":

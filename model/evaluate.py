@@ -22,7 +22,7 @@ import torch
 from . import metrics
 from .animate import animate, decode
 from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
-from .checkpoint import DEFAULT_CHECKPOINT
+from .checkpoint import DEFAULT_CHECKPOINT, trained_weights
 from .config import ModelConfig
 from .data.corpus import load_corpus
 from .data.real_speech import load_real_speech
@@ -36,7 +36,7 @@ def _regressor(run: Path):
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     net = Regressor(ModelConfig.from_dict(json.loads(state["model_config"])))
-    net.load_state_dict(state["model"])
+    net.load_state_dict(trained_weights(state))
     return net.eval()
 
 

@@ -207,9 +207,16 @@ def test_losses_in_millimetres():
     assert torch.isclose(region_loss(pred, target, weights.numpy()), expected)  # numpy weights work too
 
 
-def cross_loss(model, audio, vertices, template, mouth, upper, generator=None):
+LIPS = (torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7]))  # inner-lip index pairs of the small model
+
+
+def cross_losses(model, audio, vertices, template, mouth, upper, generator=None):
     audio_codes, expression_codes = model.audio_codes(audio), model.expression_encoder(vertices, template)
-    return cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, generator)
+    return cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, LIPS, generator)
+
+
+def cross_loss(model, audio, vertices, template, mouth, upper, generator=None):
+    return cross_losses(model, audio, vertices, template, mouth, upper, generator)["cross_modality"]
 
 
 def test_cross_modality_loss():
@@ -248,22 +255,47 @@ def test_cross_modality_loss():
         cross_loss(model, audio[:1], vertices[:1], template[:1], mouth, upper)
 
 
-def test_stage1_losses_share_the_encoders():
+def decoding_model_and_batch():
+    """A small model in eval mode whose decoder output is not zero, a batch, and random mouth and
+    upper-face region weights [V]."""
     torch.manual_seed(0)
     model = MeshTalk(SMALL).eval()
     perturb_output_layer(model.decoder)
     audio, vertices, template = make_batch()
-    mouth, upper = torch.rand(SMALL.num_vertices), torch.rand(SMALL.num_vertices)
+    return model, audio, vertices, template, torch.rand(SMALL.num_vertices), torch.rand(SMALL.num_vertices)
+
+
+def test_audio_lip_gap_scores_the_mouth_decoded_from_another_expression():
+    model, audio, vertices, template, mouth, upper = decoding_model_and_batch()
+    audio_codes, expression_codes = model.audio_codes(audio), model.expression_encoder(vertices, template)
+    losses = cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, LIPS,
+                                 torch.Generator().manual_seed(2))
+    # the first decode pairs each sample's audio with the next sample's expression
+    g = torch.Generator().manual_seed(2)
+    other = torch.roll(torch.arange(B), -1)
+    codes = gumbel_softmax_codes(model.fusion(expression_codes[other], audio_codes), generator=g)
+    audio_driven = model.decode(codes, template)
+    assert torch.isclose(losses["audio_lip_gap"], lip_gap_loss(audio_driven, vertices, *LIPS))
+    assert losses["audio_lip_gap"] > 0
+    # its gradient reaches the audio encoder, not only the decoder
+    model.zero_grad()
+    losses["audio_lip_gap"].backward()
+    assert sum(p.grad.abs().sum() for p in model.audio_encoder.parameters()) > 0
+
+
+def test_stage1_losses_share_the_encoders():
+    model, audio, vertices, template, mouth, upper = decoding_model_and_batch()
     eyelids = torch.rand(SMALL.num_vertices) > 0.7
-    lips = (torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7]))
-    losses = stage1_losses(model, audio, vertices, template, mouth, upper, eyelids, lips,
+    losses = stage1_losses(model, audio, vertices, template, mouth, upper, eyelids, LIPS,
                            generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     recon, _, _ = model(audio, vertices, template, generator=g)
     assert torch.isclose(losses["reconstruction"], reconstruction_loss(recon, vertices))
     assert torch.isclose(losses["eyelid"], eyelid_loss(recon, vertices, eyelids))
-    assert torch.isclose(losses["lip_gap"], lip_gap_loss(recon, vertices, *lips))
-    assert torch.isclose(losses["cross_modality"], cross_loss(model, audio, vertices, template, mouth, upper, g))
+    assert torch.isclose(losses["lip_gap"], lip_gap_loss(recon, vertices, *LIPS))
+    cross = cross_losses(model, audio, vertices, template, mouth, upper, g)
+    assert torch.isclose(losses["cross_modality"], cross["cross_modality"])
+    assert torch.isclose(losses["audio_lip_gap"], cross["audio_lip_gap"])
     assert torch.isclose(losses["code_usage"], code_usage_loss(model.encode(audio, vertices, template)))
 
 
@@ -296,7 +328,7 @@ def test_runs_on_cuda():
     assert recon.device.type == codes.device.type == "cuda"
     mask = torch.rand(SMALL.num_vertices).numpy()
     loss = reconstruction_loss(recon, vertices) + eyelid_loss(recon, vertices, mask > 0.5)
-    loss = loss + cross_modality_loss(model, audio, vertices, template, mask, 1 - mask, generator)
+    loss = loss + sum(cross_losses(model, audio, vertices, template, mask, 1 - mask, generator).values())
     loss.backward()
     assert torch.isfinite(loss) and model.audio_encoder.convert.weight.grad.abs().sum() > 0
 

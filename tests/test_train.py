@@ -1,6 +1,7 @@
 """Training end to end on a tiny corpus and a tiny network: both stages, resume, export, evaluation."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from model import bench, evaluate
 from model.checkpoint import load_checkpoint
 from model.config import ModelConfig
+from model.networks import Regressor
 from model.data import synth
 from model.template import load_template
 from model.train import TrainConfig, Trainer, train
@@ -30,7 +32,8 @@ def trained(corpus, tmp_path_factory):
     config = ModelConfig(num_vertices=load_template().num_vertices, **TINY)
     cfg = TrainConfig(corpus=str(corpus), out=str(run), stage1_steps=6, stage2_steps=4, regressor_steps=4,
                       batch_size=2, segment_frames=8, context_segment_frames=16, log_every=2,
-                      checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True, lip_from_step=3)
+                      checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True, lip_from_step=3,
+                      audio_lip_from_step=4)
     train(cfg, config, ["stage1", "stage2", "regressor"], run / "meshtalk.pt")
     return cfg, config, run
 
@@ -45,21 +48,23 @@ def test_stages_write_checkpoints_with_curves(trained):
         assert (run / f"{stage}_curves.png").stat().st_size > 0
 
 
-def test_lip_loss_starts_at_its_step(trained):
+def test_lip_losses_start_at_their_steps(trained):
     cfg, config, _ = trained
     trainer = Trainer(cfg, config)
     assert [trainer.loss_weight("lip_gap", step) for step in (0, 2, 3, 5)] == [0.0, 0.0, cfg.lip_weight, cfg.lip_weight]
+    assert [trainer.loss_weight("audio_lip_gap", step) for step in (3, 4)] == [0.0, cfg.lip_weight]
     assert trainer.loss_weight("eyelid", 0) == cfg.eyelid_weight and trainer.loss_weight("reconstruction", 9) == 1.0
     for stage in ("stage1", "regressor"):  # logged from the start, weighted from lip_from_step
         curves = json.loads(torch.load(trainer.out / f"{stage}.pt", weights_only=True)["curves"])
         assert all(c["lip_gap"] >= 0 for c in curves)
+        assert stage == "regressor" or all(c["audio_lip_gap"] >= 0 for c in curves)
 
 
 def test_export_loads_without_running_code(trained):
     _, config, run = trained
     loaded_config, meshtalk, context, info = load_checkpoint(run / "meshtalk.pt")
     assert loaded_config == config and info["model_version"].startswith("meshtalk-")
-    stage1 = torch.load(run / "stage1.pt", weights_only=True)["model"]
+    stage1 = torch.load(run / "stage1.pt", weights_only=True)["ema"]  # the averaged weights ship
     for name, value in meshtalk.state_dict().items():
         assert torch.allclose(value, stage1[name].float(), atol=1e-2 * (1 + stage1[name].abs().max()))
 
@@ -70,6 +75,24 @@ def test_resume_continues_from_the_checkpoint(trained, capsys):
     train(longer, config, ["stage1"], None)
     assert "stage1: resuming at step 6" in capsys.readouterr().out
     assert torch.load(run / "stage1.pt", weights_only=True)["step"] == 8
+
+
+def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
+    cfg, config, _ = trained
+    decay = 0.5
+    short = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path), "checkpoint_every": 1, "ema_decay": decay})
+    states = []
+    for steps in (1, 2, 3):  # one step per call: each resumes from the last checkpoint
+        train(replace(short, regressor_steps=steps), config, ["regressor"], None)
+        states.append(torch.load(tmp_path / "regressor.pt", weights_only=True))
+    for before, after in zip(states, states[1:]):
+        for name, value in after["model"].items():
+            if value.is_floating_point() and name in dict(Regressor(config).named_parameters()):
+                expected = decay * before["ema"][name] + (1 - decay) * value
+                assert torch.allclose(after["ema"][name], expected, atol=1e-6), name
+    assert any(not torch.equal(states[-1]["ema"][k], v) for k, v in states[-1]["model"].items())
+    # what the evaluation scores is the average
+    assert all(torch.equal(v, states[-1]["ema"][k]) for k, v in evaluate._regressor(tmp_path).state_dict().items())
 
 
 def test_evaluation_scores_every_method(trained, corpus, tmp_path):
