@@ -43,9 +43,9 @@ STAGES = ("stage1", "stage2", "regressor")
 class TrainConfig:
     corpus: str = "data/corpus"
     out: str = "runs/default"
-    stage1_steps: int = 8000
+    stage1_steps: int = 11500
     stage2_steps: int = 1500
-    regressor_steps: int = 8000
+    regressor_steps: int = 11500
     batch_size: int = 8
     segment_frames: int = 32  # stage 1 and regressor
     context_segment_frames: int = 64  # stage 2
@@ -65,7 +65,8 @@ class TrainConfig:
     audio_lip_from_step: int = 8000
     code_usage_weight: float = 1.0
     # Each stage also keeps an exponential moving average of its weights (a horizon of about
-    # 1 / (1 - ema_decay) steps); validation, the next stage, the export and the evaluation use
+    # 1 / (1 - ema_decay) steps, shorter in the first ~10000 steps: the decay after n steps is at
+    # most (1 + n) / (10 + n)); validation, the next stage, the export and the evaluation use
     # it. Without it the lips' closed-or-not balance swung between checkpoints 500 steps apart
     # (the regressor sealed 29 % of p/b/m at step 8000, 66 % at 8500; rest in pauses 87 -> 73 %).
     ema_decay: float = 0.999
@@ -182,9 +183,11 @@ class Trainer:
             total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             optimiser.step()
+            # warm-up: early on the average forgets faster, or a short run would export mostly its random start
+            decay = min(self.cfg.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
                 for mean, value in zip(average.parameters(), net.parameters()):
-                    mean.lerp_(value, 1.0 - self.cfg.ema_decay)
+                    mean.lerp_(value, 1.0 - decay)
             step += 1
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v.item()
