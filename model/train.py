@@ -44,7 +44,7 @@ class TrainConfig:
     corpus: str = "data/corpus"
     out: str = "runs/default"
     stage1_steps: int = 11500
-    stage2_steps: int = 1500
+    stage2_steps: int = 5000
     regressor_steps: int = 11500
     batch_size: int = 8
     segment_frames: int = 32  # stage 1 and regressor
