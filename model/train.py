@@ -168,11 +168,9 @@ class Trainer:
             optimiser.load_state_dict(state["optimizer"])
             step, curves = state["step"], json.loads(state["curves"])
             print(f"{stage}: resuming at step {step} from {path}")
-        if step >= steps:
-            net.load_state_dict(average.state_dict())
-            return
-        print(f"{stage}: {count_parameters(net, trainable_only=True) / 1e6:.2f} M trainable parameters, "
-              f"{steps} steps on {self.device}")
+        if step < steps:
+            print(f"{stage}: {count_parameters(net, trainable_only=True) / 1e6:.2f} M trainable parameters, "
+                  f"{steps} steps on {self.device}")
         train = self.batches(self.train_data, frames, seed=self.cfg.seed + step, augment=self.cfg.augment)
         started, running = time.time(), {}
         while step < steps:
