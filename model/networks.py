@@ -401,6 +401,7 @@ def cross_modality_loss(
     upper_weights: ArrayLike,
     lip_pairs: Tuple[ArrayLike, ArrayLike],
     generator: Optional[torch.Generator] = None,
+    reconstruction: Optional[torch.Tensor] = None,
 ) -> dict:
     """The paper's cross-modality loss (mm^2) from the encoders' outputs for a batch: audio codes
     [B,T,A], expression codes [B,T,E] (of vertices [B,T,V,3] on template [B,V,3]).
@@ -414,8 +415,13 @@ def cross_modality_loss(
     (inner-lip index pairs `lip_pairs`) of the audio-driven mouth}. The second is not in the
     paper: the mouth region's mean barely sees whether the lips seal, so without it the audio
     path left p/b/m closure to the expression (20 % of p/b/m sealed with another utterance's
-    expression, 98 % with the true one). The encoders run once per batch (their outputs are only
-    permuted), so the loss costs two fusion+decoder passes.
+    expression, 98 % with the true one). Given `reconstruction` [B,T,V,3] (the decode of each
+    sample's own audio and expression), also "mouth_consistency": `region_loss` between its mouth
+    and the audio-driven one, which share the audio and differ only in the expression (not in the
+    paper either: the cross-modality term alone left the decoded mouth 0.25 mm apart, std over
+    four expressions of another utterance, where the data's own non-audio motion moves it 0.06
+    mm, so the sampled variants differed as much in the mouth as in the upper face). The encoders
+    run once per batch (their outputs are only permuted), so the loss costs two fusion+decoder passes.
     """
     B = vertices.shape[0]
     if B < 2:
@@ -429,8 +435,11 @@ def cross_modality_loss(
 
     mouth = reconstruct(expression_codes[other], audio_codes)
     upper = reconstruct(expression_codes, audio_codes[other])
-    return {"cross_modality": region_loss(mouth, vertices, mouth_weights) + region_loss(upper, vertices, upper_weights),
-            "audio_lip_gap": lip_gap_loss(mouth, vertices, *lip_pairs)}
+    cross = region_loss(mouth, vertices, mouth_weights) + region_loss(upper, vertices, upper_weights)
+    losses = {"cross_modality": cross, "audio_lip_gap": lip_gap_loss(mouth, vertices, *lip_pairs)}
+    if reconstruction is not None:
+        losses["mouth_consistency"] = region_loss(mouth, reconstruction, mouth_weights)
+    return losses
 
 
 def code_usage_loss(logprobs: torch.Tensor, floor: float = 0.5) -> torch.Tensor:
@@ -464,7 +473,7 @@ def stage1_losses(
     """Stage-1 losses in mm^2 for audio [B,T,W,M], vertices [B,T,V,3], template [B,V,3]:
     {"reconstruction", "eyelid", "cross_modality"}, which the paper weights 1 each, plus
     "lip_gap" (`lip_gap_loss` on the inner-lip index pairs `lip_pairs`, mm^2), "audio_lip_gap"
-    (the same on the audio-driven mouth, see `cross_modality_loss`) and "code_usage"
+    (the same on the audio-driven mouth) and "mouth_consistency" (see `cross_modality_loss`), and "code_usage"
     (`code_usage_loss`, dimensionless), which the paper does not have. The trainer sets the
     weights (model/train.py, TrainConfig)."""
     audio_codes = model.audio_codes(audio)
@@ -477,7 +486,7 @@ def stage1_losses(
         "eyelid": eyelid_loss(reconstruction, vertices, eyelid_mask),
         "lip_gap": lip_gap_loss(reconstruction, vertices, *lip_pairs),
         **cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth_weights,
-                              upper_weights, lip_pairs, generator),
+                              upper_weights, lip_pairs, generator, reconstruction),
         "code_usage": code_usage_loss(logprobs),
     }
 

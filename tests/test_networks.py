@@ -210,9 +210,10 @@ def test_losses_in_millimetres():
 LIPS = (torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7]))  # inner-lip index pairs of the small model
 
 
-def cross_losses(model, audio, vertices, template, mouth, upper, generator=None):
+def cross_losses(model, audio, vertices, template, mouth, upper, generator=None, reconstruction=None):
     audio_codes, expression_codes = model.audio_codes(audio), model.expression_encoder(vertices, template)
-    return cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, LIPS, generator)
+    return cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, LIPS, generator,
+                               reconstruction)
 
 
 def cross_loss(model, audio, vertices, template, mouth, upper, generator=None):
@@ -283,6 +284,27 @@ def test_audio_lip_gap_scores_the_mouth_decoded_from_another_expression():
     assert sum(p.grad.abs().sum() for p in model.audio_encoder.parameters()) > 0
 
 
+def test_mouth_consistency_compares_the_mouths_of_two_expressions_on_one_audio():
+    model, audio, vertices, template, mouth, upper = decoding_model_and_batch()
+    audio_codes, expression_codes = model.audio_codes(audio), model.expression_encoder(vertices, template)
+    recon = model.decode(gumbel_softmax_codes(model.fusion(expression_codes, audio_codes),
+                                              generator=torch.Generator().manual_seed(4)), template)
+    losses = cross_modality_loss(model, audio_codes, expression_codes, vertices, template, mouth, upper, LIPS,
+                                 torch.Generator().manual_seed(2), reconstruction=recon)
+    g = torch.Generator().manual_seed(2)
+    other = torch.roll(torch.arange(B), -1)
+    audio_driven = model.decode(gumbel_softmax_codes(model.fusion(expression_codes[other], audio_codes), generator=g),
+                                template)
+    assert torch.isclose(losses["mouth_consistency"], region_loss(audio_driven, recon, mouth))
+    assert losses["mouth_consistency"] > 0
+    # it reaches the expression encoder from both decodes: the mouth must stop depending on it
+    model.zero_grad()
+    losses["mouth_consistency"].backward()
+    assert sum(p.grad.abs().sum() for p in model.expression_encoder.parameters()) > 0
+    assert "mouth_consistency" not in cross_modality_loss(model, audio_codes, expression_codes, vertices, template,
+                                                          mouth, upper, LIPS)
+
+
 def test_stage1_losses_share_the_encoders():
     model, audio, vertices, template, mouth, upper = decoding_model_and_batch()
     eyelids = torch.rand(SMALL.num_vertices) > 0.7
@@ -293,9 +315,9 @@ def test_stage1_losses_share_the_encoders():
     assert torch.isclose(losses["reconstruction"], reconstruction_loss(recon, vertices))
     assert torch.isclose(losses["eyelid"], eyelid_loss(recon, vertices, eyelids))
     assert torch.isclose(losses["lip_gap"], lip_gap_loss(recon, vertices, *LIPS))
-    cross = cross_losses(model, audio, vertices, template, mouth, upper, g)
-    assert torch.isclose(losses["cross_modality"], cross["cross_modality"])
-    assert torch.isclose(losses["audio_lip_gap"], cross["audio_lip_gap"])
+    cross = cross_losses(model, audio, vertices, template, mouth, upper, g, reconstruction=recon)
+    for name in ("cross_modality", "audio_lip_gap", "mouth_consistency"):
+        assert torch.isclose(losses[name], cross[name])
     assert torch.isclose(losses["code_usage"], code_usage_loss(model.encode(audio, vertices, template)))
 
 

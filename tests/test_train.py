@@ -33,7 +33,7 @@ def trained(corpus, tmp_path_factory):
     cfg = TrainConfig(corpus=str(corpus), out=str(run), stage1_steps=6, stage2_steps=4, regressor_steps=4,
                       batch_size=2, segment_frames=8, context_segment_frames=16, log_every=2,
                       checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True, lip_from_step=3,
-                      audio_lip_from_step=4)
+                      audio_lip_from_step=4, consistency_from_step=5)
     train(cfg, config, ["stage1", "stage2", "regressor"], run / "meshtalk.pt")
     return cfg, config, run
 
@@ -48,16 +48,17 @@ def test_stages_write_checkpoints_with_curves(trained):
         assert (run / f"{stage}_curves.png").stat().st_size > 0
 
 
-def test_lip_losses_start_at_their_steps(trained):
+def test_added_losses_start_at_their_steps(trained):
     cfg, config, _ = trained
     trainer = Trainer(cfg, config)
     assert [trainer.loss_weight("lip_gap", step) for step in (0, 2, 3, 5)] == [0.0, 0.0, cfg.lip_weight, cfg.lip_weight]
     assert [trainer.loss_weight("audio_lip_gap", step) for step in (3, 4)] == [0.0, cfg.lip_weight]
+    assert [trainer.loss_weight("mouth_consistency", step) for step in (4, 5)] == [0.0, cfg.consistency_weight]
     assert trainer.loss_weight("eyelid", 0) == cfg.eyelid_weight and trainer.loss_weight("reconstruction", 9) == 1.0
     for stage in ("stage1", "regressor"):  # logged from the start, weighted from lip_from_step
         curves = json.loads(torch.load(trainer.out / f"{stage}.pt", weights_only=True)["curves"])
         assert all(c["lip_gap"] >= 0 for c in curves)
-        assert stage == "regressor" or all(c["audio_lip_gap"] >= 0 for c in curves)
+        assert stage == "regressor" or all(c["audio_lip_gap"] >= 0 and c["mouth_consistency"] >= 0 for c in curves)
 
 
 def test_export_loads_without_running_code(trained):
