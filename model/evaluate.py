@@ -5,7 +5,10 @@
 
 Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` and `OUT/lip_gap.png` (the
 inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
-Every method animates the speaker's own neutral head, as the ground truth does. With `--real`
+Every method animates the speaker's own neutral head, as the ground truth does. With more than
+one variant, their spread is measured as sampled, as `animate` returns them (lips shared), and for
+the data itself (the utterance regenerated with fresh draws of its motion that does not follow the
+speech: model/data/synth.py, `redraw_free_motion`). With `--real`
 (clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
 ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
 written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`.
@@ -25,6 +28,7 @@ from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
 from .checkpoint import DEFAULT_CHECKPOINT, trained_weights
 from .config import ModelConfig
 from .data.corpus import load_corpus
+from .data.synth import redraw_free_motion
 from .data.real_speech import load_real_speech
 from .networks import Regressor
 from .template import load_template
@@ -52,6 +56,8 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
              out: Path) -> dict:
     template = load_template()
     corpus = load_corpus(corpus_dir / f"{split}.npz", template)
+    with np.load(corpus_dir / f"{split}.npz") as stored:
+        corpus_seed = int(stored["seed"])
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
     methods = ["static template"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
@@ -83,8 +89,13 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         seconds += n / corpus.fps
         if variants > 1:
             sampled = decode(anim.codes, device="cpu", checkpoint=checkpoint, template=speaker, own_lips=True)
-            diversity.append({f"{kind}_{k}": v
-                              for kind, vertices in (("sampled", sampled), ("shared_lips", anim.vertices))
+            data = speaker.blend(redraw_free_motion(corpus_seed, split, u, variants))  # [K, T, V, 3]
+            if data.shape[1] != corpus.num_frames(u):
+                raise SystemExit(f"utterance {u} regenerates to {data.shape[1]} frames, the corpus has "
+                                 f"{corpus.num_frames(u)}: "
+                                 "remake the corpus with this version of python -m model.data.synth")
+            diversity.append({f"{kind}_{k}": v for kind, vertices in (("sampled", sampled),
+                                                                       ("shared_lips", anim.vertices), ("data", data))
                               for k, v in metrics.variant_diversity(vertices[:, :n], speaker).items()})
         if example is None:
             example = (u, truth, predictions, speaker)
@@ -172,7 +183,8 @@ def markdown_table(summary: dict) -> str:
         lines += ["", "Variant diversity (std across variants, mm): as sampled, upper face "
                       f"{d['sampled_upper_face_mm']}, mouth {d['sampled_mouth_mm']}; with the lips shared "
                       f"(as animate returns them), upper face {d['shared_lips_upper_face_mm']}, mouth "
-                      f"{d['shared_lips_mouth_mm']}."]
+                      f"{d['shared_lips_mouth_mm']}; the data's own (its motion that does not follow the speech "
+                      f"redrawn), upper face {d['data_upper_face_mm']}, mouth {d['data_mouth_mm']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -107,6 +107,18 @@ def test_every_phone_is_covered(train):
     assert set(ARPABET) <= symbols
 
 
+def test_redraw_free_motion_keeps_the_speech_and_redraws_the_rest():
+    own = synth.generate_utterance(3, "val", 0).utterance
+    redrawn = synth.redraw_free_motion(3, "val", 0, draws=2)
+    assert redrawn.shape == (2, *own.weights.shape)
+    for name in ("jawOpen", "mouthClose", "mouthFunnel"):  # speech-driven
+        assert np.array_equal(redrawn[:, :, ARKIT_INDEX[name]], np.stack([own.weights[:, ARKIT_INDEX[name]]] * 2))
+    for name in ("eyeLookOutLeft", "browInnerUp", "mouthSmileLeft"):  # gaze; idle micro-motion
+        column = ARKIT_INDEX[name]
+        assert not np.array_equal(redrawn[0, :, column], own.weights[:, column])
+        assert not np.array_equal(redrawn[0, :, column], redrawn[1, :, column])
+
+
 def test_preview_writes_a_labelled_sheet_an_animation_and_the_audio(tmp_path):
     from PIL import Image
 

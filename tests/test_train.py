@@ -105,11 +105,13 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     for values in summary["methods"].values():
         assert values["sqrt_lve_mm"] >= 0 and 0 <= values["closure_pct"] <= 100
     assert summary["methods"]["static template"]["opening_pct"] == 0
-    # Diversity as sampled and with variant 0's lips shared (sharing can only still the mouth).
+    # Diversity as sampled, with variant 0's lips shared (sharing can only still the mouth), and the data's.
     d = summary["diversity_mm"]
-    assert set(d) == {f"{kind}_{region}_mm" for kind in ("sampled", "shared_lips")
+    assert set(d) == {f"{kind}_{region}_mm" for kind in ("sampled", "shared_lips", "data")
                       for region in ("upper_face", "mouth")}
     assert d["shared_lips_mouth_mm"] <= d["sampled_mouth_mm"] + 1e-4
+    # the data's own redraws move the upper face (blinks, brows, gaze) far more than the mouth
+    assert d["data_upper_face_mm"] > 2 * d["data_mouth_mm"] > 0
     assert (tmp_path / "metrics.md").read_text().count("|") > 10 and (tmp_path / "lip_gap.png").exists()
 
 

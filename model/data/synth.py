@@ -129,9 +129,21 @@ class Generated:
     cpu_seconds: float  # CPU time spent generating it
 
 
-def generate_utterance(seed: int, split: str, index: int) -> Generated:
-    """Utterance `index` of a split: speech, phones and ARKit weights [T, 52] at FPS."""
-    cpu_started = time.process_time()
+@dataclass
+class _Speech:
+    """The part of an utterance that follows from its words and voice."""
+
+    speaker_index: int
+    speaker: Speaker
+    rng: np.random.Generator  # the utterance's own generator, after the speech's draws
+    said: speech.Utterance
+    phones: list[tuple[str, float, float]]
+    times: np.ndarray  # [T] s
+    lower: np.ndarray  # [T, 52] ARKit weights of the speech-driven lower face
+    emphasis: list[float]  # s
+
+
+def _speech_part(seed: int, split: str, index: int) -> _Speech:
     speaker_index = index // UTTERANCES_PER_SPEAKER
     speaker = draw_speaker(seed, split, speaker_index)
     rng = _rng(seed, split, "utterance", index)
@@ -143,20 +155,42 @@ def generate_utterance(seed: int, split: str, index: int) -> Generated:
     said = pad_silence(speech.synthesize(draw_sentence(seed, split, index), voice),
                        rng.uniform(*LEADING_SILENCE_S), rng.uniform(*TRAILING_SILENCE_S))
     phones = [(p.symbol, p.start, p.end) for p in said.phones]
-    duration = len(said.audio) / speech.SAMPLE_RATE
     times = np.arange(num_frames(len(said.audio), FPS)) / FPS
     loudness = loudness_envelope(said.audio, speech.SAMPLE_RATE, times)
-    weights = lower_face_weights(phones, times, loudness, speaker.articulation)
+    return _Speech(speaker_index, speaker, rng, said, phones, times,
+                   lower_face_weights(phones, times, loudness, speaker.articulation),
+                   emphasis_times(said.phones, said.audio))
 
-    emphasis = emphasis_times(said.phones, said.audio)
-    blinks = sample_blinks(duration, phones, speaker.upper, rng)
-    brows = sample_brow_events(duration, np.array(emphasis), speaker.upper, rng)
-    weights = np.clip(weights + upper_face_weights(times, FPS, blinks, brows, speaker.upper, rng), 0.0, 1.0)
+
+def _with_free_motion(part: _Speech, rng: np.random.Generator) -> tuple[np.ndarray, list, list]:
+    """(ARKit weights [T, 52], blinks, brow events): the speech's lower face plus the motion that
+    does not follow the speech (blinks, brows, gaze, idle micro-motion) drawn from `rng`."""
+    duration = len(part.said.audio) / speech.SAMPLE_RATE
+    style = part.speaker.upper
+    blinks = sample_blinks(duration, part.phones, style, rng)
+    brows = sample_brow_events(duration, np.array(part.emphasis), style, rng)
+    weights = np.clip(part.lower + upper_face_weights(part.times, FPS, blinks, brows, style, rng), 0.0, 1.0)
+    return weights.astype(np.float32), blinks, brows
+
+
+def generate_utterance(seed: int, split: str, index: int) -> Generated:
+    """Utterance `index` of a split: speech, phones and ARKit weights [T, 52] at FPS."""
+    cpu_started = time.process_time()
+    part = _speech_part(seed, split, index)
+    weights, blinks, brows = _with_free_motion(part, part.rng)
     return Generated(
-        Utterance(said.audio, weights.astype(np.float32), speaker_index, phones, said.text),
+        Utterance(part.said.audio, weights, part.speaker_index, part.phones, part.said.text),
         blinks=len(blinks), brow_raises=sum(e.kind == "raise" for e in brows),
         frowns=sum(e.kind == "frown" for e in brows), cpu_seconds=time.process_time() - cpu_started,
     )
+
+
+def redraw_free_motion(seed: int, split: str, index: int, draws: int) -> np.ndarray:
+    """ARKit weights [draws, T, 52] of utterance `index` with its speech and lower face as generated
+    and `draws` fresh draws of the motion that does not follow the speech: what a sampler that
+    matched the data exactly would produce."""
+    part = _speech_part(seed, split, index)
+    return np.stack([_with_free_motion(part, np.random.default_rng([seed, index, k]))[0] for k in range(draws)])
 
 
 def _generate_job(job: tuple[int, str, int]) -> Generated:
