@@ -56,8 +56,6 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
              out: Path) -> dict:
     template = load_template()
     corpus = load_corpus(corpus_dir / f"{split}.npz", template)
-    with np.load(corpus_dir / f"{split}.npz") as stored:
-        corpus_seed = int(stored["seed"])
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
     methods = ["static template"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
@@ -89,7 +87,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         seconds += n / corpus.fps
         if variants > 1:
             sampled = decode(anim.codes, device="cpu", checkpoint=checkpoint, template=speaker, own_lips=True)
-            data = speaker.blend(redraw_free_motion(corpus_seed, split, u, variants))  # [K, T, V, 3]
+            data = speaker.blend(redraw_free_motion(corpus.seed, split, u, variants))  # [K, T, V, 3]
             if data.shape[1] != corpus.num_frames(u):
                 raise SystemExit(f"utterance {u} regenerates to {data.shape[1]} frames, the corpus has "
                                  f"{corpus.num_frames(u)}: "

@@ -473,8 +473,8 @@ def stage1_losses(
     """Stage-1 losses in mm^2 for audio [B,T,W,M], vertices [B,T,V,3], template [B,V,3]:
     {"reconstruction", "eyelid", "cross_modality"}, which the paper weights 1 each, plus
     "lip_gap" (`lip_gap_loss` on the inner-lip index pairs `lip_pairs`, mm^2), "audio_lip_gap"
-    (the same on the audio-driven mouth) and "mouth_consistency" (see `cross_modality_loss`), and "code_usage"
-    (`code_usage_loss`, dimensionless), which the paper does not have. The trainer sets the
+    (the same on the audio-driven mouth), "mouth_consistency" (see `cross_modality_loss`) and
+    "code_usage" (`code_usage_loss`, dimensionless), which the paper does not have. The trainer sets the
     weights (model/train.py, TrainConfig)."""
     audio_codes = model.audio_codes(audio)
     expression_codes = model.expression_encoder(vertices, template)

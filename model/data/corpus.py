@@ -63,6 +63,7 @@ class Corpus:
     fps: float
     sample_rate: int
     split: str
+    seed: int  # the generator's (model.data.synth): utterance u is a function of (seed, split, u)
 
     def __len__(self) -> int:
         return len(self.speaker)
@@ -130,4 +131,5 @@ def load_corpus(path: Path | str, template: Template) -> Corpus:
             "audio", "audio_offsets", "weights", "frame_offsets", "speaker", "speaker_templates",
             "speaker_names", "phone_symbols", "phone_times", "phone_offsets", "texts")},
         fps=float(arrays["fps"]), sample_rate=int(arrays["sample_rate"]), split=str(arrays["split"]),
+        seed=int(arrays["seed"]),
     )

@@ -190,7 +190,7 @@ def redraw_free_motion(seed: int, split: str, index: int, draws: int) -> np.ndar
     and `draws` fresh draws of the motion that does not follow the speech: what a sampler that
     matched the data exactly would produce."""
     part = _speech_part(seed, split, index)
-    return np.stack([_with_free_motion(part, np.random.default_rng([seed, index, k]))[0] for k in range(draws)])
+    return np.stack([_with_free_motion(part, _rng(seed, split, "redraw", index, k))[0] for k in range(draws)])
 
 
 def _generate_job(job: tuple[int, str, int]) -> Generated:
