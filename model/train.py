@@ -79,6 +79,12 @@ class TrainConfig:
     # it. Without it the lips' closed-or-not balance swung between checkpoints 500 steps apart
     # (the regressor sealed 29 % of p/b/m at step 8000, 66 % at 8500; rest in pauses 87 -> 73 %).
     ema_decay: float = 0.999
+    # Each stage's learning rate falls linearly to `anneal_to` times its value over its last
+    # `<stage>_anneal_steps` steps (0: constant throughout).
+    stage1_anneal_steps: int = 0
+    stage2_anneal_steps: int = 0
+    regressor_anneal_steps: int = 0
+    anneal_to: float = 0.1
     augment: bool = True
     seed: int = 0
     device: str = "auto"
@@ -184,6 +190,8 @@ class Trainer:
         started, running = time.time(), {}
         while step < steps:
             net.train()
+            for group in optimiser.param_groups:
+                group["lr"] = self.learning_rate(stage, step, steps)
             losses = loss_fn(net, next(train))
             total = sum(self.loss_weight(k, step) * v for k, v in losses.items())
             optimiser.zero_grad(set_to_none=True)
@@ -213,6 +221,12 @@ class Trainer:
                             "model_config": json.dumps(self.model_config.to_dict())}, path)
                 plot_curves(curves, self.out / f"{stage}_curves.png", stage)
         net.load_state_dict(average.state_dict())  # the stage hands on the averaged weights
+
+    def learning_rate(self, stage: str, step: int, steps: int) -> float:
+        """Learning rate of `stage` at `step` (0-based count of steps done) in a run of `steps`."""
+        anneal = getattr(self.cfg, f"{stage}_anneal_steps")
+        done = min(max(step - (steps - anneal), 0) / anneal, 1.0) if anneal > 0 else 0.0
+        return self.cfg.learning_rate * (1.0 - (1.0 - self.cfg.anneal_to) * done)
 
     def loss_weight(self, name: str, step: int) -> float:
         """Weight of loss `name` at `step` (0-based count of steps done); 1 for any loss not listed."""

@@ -33,7 +33,7 @@ def trained(corpus, tmp_path_factory):
     cfg = TrainConfig(corpus=str(corpus), out=str(run), stage1_steps=6, stage2_steps=4, regressor_steps=4,
                       batch_size=2, segment_frames=8, context_segment_frames=16, log_every=2,
                       checkpoint_every=3, validation_batches=1, stats_batches=1, augment=True, lip_from_step=3,
-                      audio_lip_from_step=4, consistency_from_step=5)
+                      audio_lip_from_step=4, consistency_from_step=5, stage2_anneal_steps=2)
     train(cfg, config, ["stage1", "stage2", "regressor"], run / "meshtalk.pt")
     return cfg, config, run
 
@@ -59,6 +59,19 @@ def test_added_losses_start_at_their_steps(trained):
         curves = json.loads(torch.load(trainer.out / f"{stage}.pt", weights_only=True)["curves"])
         assert all(c["lip_gap"] >= 0 for c in curves)
         assert stage == "regressor" or all(c["audio_lip_gap"] >= 0 and c["mouth_consistency"] >= 0 for c in curves)
+
+
+def test_learning_rate_anneals_over_each_stages_last_steps(trained):
+    cfg, config, run = trained
+    trainer = Trainer(replace(cfg, stage1_anneal_steps=4, regressor_anneal_steps=0, anneal_to=0.1), config)
+    lr = cfg.learning_rate
+    rates = [trainer.learning_rate("stage1", step, 10) for step in (0, 6, 8, 10, 12)]
+    assert rates == pytest.approx([lr, lr, lr * 0.55, lr * 0.1, lr * 0.1])
+    assert trainer.learning_rate("regressor", 9, 10) == lr
+    # the optimiser stepped with the schedule's rate: stage 2's last step (3 of 4) in the fixture's run
+    state = torch.load(run / "stage2.pt", weights_only=True)
+    stepped = state["optimizer"]["param_groups"][0]["lr"]
+    assert stepped == pytest.approx(Trainer(cfg, config).learning_rate("stage2", 3, 4)) and stepped < lr
 
 
 def test_export_loads_without_running_code(trained):
