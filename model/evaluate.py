@@ -8,7 +8,10 @@ inner-lip gap over time of one utterance: ground truth and each method). Metrics
 Every method animates the speaker's own neutral head, as the ground truth does. With more than
 one variant, their spread is measured as sampled, as `animate` returns them (lips shared), and for
 the data itself (the utterance regenerated with fresh draws of its motion that does not follow the
-speech: model/data/synth.py, `redraw_free_motion`). With `--real`
+speech: model/data/synth.py, `redraw_free_motion`). The "phone oracle" row is no model: it is
+the corpus generator's own lower face from the utterance's true phones and loudness, in the
+default articulation style rather than the (unseen) speaker's, with a still upper face: how well
+lips can score from everything the audio carries (`lower_face_in_style`). With `--real`
 (clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
 ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
 written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`.
@@ -28,7 +31,8 @@ from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
 from .checkpoint import DEFAULT_CHECKPOINT, trained_weights
 from .config import ModelConfig
 from .data.corpus import load_corpus
-from .data.synth import redraw_free_motion
+from .data.coarticulation import ArticulationStyle
+from .data.synth import lower_face_in_style, redraw_free_motion
 from .data.real_speech import load_real_speech
 from .networks import Regressor
 from .template import load_template
@@ -52,13 +56,21 @@ def _regress(net: Regressor, audio: np.ndarray, frames: int, head: np.ndarray) -
     return net(windows[None], torch.as_tensor(head))[0].numpy()
 
 
+def _regenerated(weights: np.ndarray, corpus, u: int) -> np.ndarray:
+    """ARKit weights [..., T, 52] regenerated for utterance u, checked to have its frame count."""
+    if weights.shape[-2] != corpus.num_frames(u):
+        raise SystemExit(f"utterance {u} regenerates to {weights.shape[-2]} frames, the corpus has "
+                         f"{corpus.num_frames(u)}: remake the corpus with this version of python -m model.data.synth")
+    return weights
+
+
 def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants: int, limit: int | None,
              out: Path) -> dict:
     template = load_template()
     corpus = load_corpus(corpus_dir / f"{split}.npz", template)
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
-    methods = ["static template"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
+    methods = ["static template", "phone oracle"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
     rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}} for m in methods}
     gt_blinks, seconds, diversity, example = 0, 0.0, [], None
     for u in range(len(corpus) if limit is None else min(limit, len(corpus))):
@@ -68,8 +80,9 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         speaker = replace(template, vertices=head)
         anim = animate(audio, variants=variants, seed=u, checkpoint=checkpoint, template=speaker, device="cpu")
         n = min(len(truth), anim.vertices.shape[1])
+        oracle = _regenerated(lower_face_in_style(corpus.seed, split, u, ArticulationStyle()), corpus, u)
         predictions = {"static template": np.repeat(head[None], n, axis=0),
-                       "MeshTalk (variant 0)": anim.vertices[0, :n]}
+                       "phone oracle": speaker.blend(oracle)[:n], "MeshTalk (variant 0)": anim.vertices[0, :n]}
         if regressor:
             predictions["regressor"] = _regress(regressor, audio, len(truth), head)[:n]
         truth = truth[:n]
@@ -87,11 +100,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         seconds += n / corpus.fps
         if variants > 1:
             sampled = decode(anim.codes, device="cpu", checkpoint=checkpoint, template=speaker, own_lips=True)
-            data = speaker.blend(redraw_free_motion(corpus.seed, split, u, variants))  # [K, T, V, 3]
-            if data.shape[1] != corpus.num_frames(u):
-                raise SystemExit(f"utterance {u} regenerates to {data.shape[1]} frames, the corpus has "
-                                 f"{corpus.num_frames(u)}: "
-                                 "remake the corpus with this version of python -m model.data.synth")
+            data = speaker.blend(_regenerated(redraw_free_motion(corpus.seed, split, u, variants), corpus, u))
             diversity.append({f"{kind}_{k}": v for kind, vertices in (("sampled", sampled),
                                                                        ("shared_lips", anim.vertices), ("data", data))
                               for k, v in metrics.variant_diversity(vertices[:, :n], speaker).items()})

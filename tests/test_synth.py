@@ -119,6 +119,19 @@ def test_redraw_free_motion_keeps_the_speech_and_redraws_the_rest():
         assert not np.array_equal(redrawn[0, :, column], redrawn[1, :, column])
 
 
+def test_lower_face_in_style_is_the_speech_part_in_that_style():
+    from model.data.coarticulation import ArticulationStyle
+
+    own = synth.generate_utterance(3, "val", 0).utterance
+    speaker = synth.draw_speaker(3, "val", own.speaker)
+    as_spoken = synth.lower_face_in_style(3, "val", 0, speaker.articulation)
+    restyled = synth.lower_face_in_style(3, "val", 0, ArticulationStyle(gain=1.5 * speaker.articulation.gain))
+    jaw = ARKIT_INDEX["jawOpen"]
+    assert np.array_equal(as_spoken[:, jaw], own.weights[:, jaw])
+    assert restyled[:, jaw].max() > as_spoken[:, jaw].max()
+    assert np.all(as_spoken[:, ARKIT_INDEX["eyeBlinkLeft"]] == 0)  # no free motion
+
+
 def test_preview_writes_a_labelled_sheet_an_animation_and_the_audio(tmp_path):
     from PIL import Image
 

@@ -114,10 +114,15 @@ def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
 def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     _, _, run = trained
     summary = evaluate.evaluate(corpus, "test", run, run / "meshtalk.pt", variants=2, limit=3, out=tmp_path)
-    assert set(summary["methods"]) == {"static template", "regressor", "MeshTalk (variant 0)"}
-    for values in summary["methods"].values():
+    methods = summary["methods"]
+    assert set(methods) == {"static template", "phone oracle", "regressor", "MeshTalk (variant 0)"}
+    for values in methods.values():
         assert values["sqrt_lve_mm"] >= 0 and 0 <= values["closure_pct"] <= 100
-    assert summary["methods"]["static template"]["opening_pct"] == 0
+    assert methods["static template"]["opening_pct"] == 0
+    # the generator's own lips from the true phones beat the still face; only the style differs from the truth
+    oracle, static = methods["phone oracle"], methods["static template"]
+    assert oracle["sqrt_lve_mm"] < static["sqrt_lve_mm"] / 2 and oracle["opening_pct"] > 50
+    assert oracle["blinks_per_min"] == 0
     # Diversity as sampled, with variant 0's lips shared (sharing can only still the mouth), and the data's.
     d = summary["diversity_mm"]
     assert set(d) == {f"{kind}_{region}_mm" for kind in ("sampled", "shared_lips", "data")

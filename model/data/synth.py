@@ -139,6 +139,7 @@ class _Speech:
     said: speech.Utterance
     phones: list[tuple[str, float, float]]
     times: np.ndarray  # [T] s
+    loudness: np.ndarray  # [T] the speech's loudness envelope at `times`
     lower: np.ndarray  # [T, 52] ARKit weights of the speech-driven lower face
     emphasis: list[float]  # s
 
@@ -157,7 +158,7 @@ def _speech_part(seed: int, split: str, index: int) -> _Speech:
     phones = [(p.symbol, p.start, p.end) for p in said.phones]
     times = np.arange(num_frames(len(said.audio), FPS)) / FPS
     loudness = loudness_envelope(said.audio, speech.SAMPLE_RATE, times)
-    return _Speech(speaker_index, speaker, rng, said, phones, times,
+    return _Speech(speaker_index, speaker, rng, said, phones, times, loudness,
                    lower_face_weights(phones, times, loudness, speaker.articulation),
                    emphasis_times(said.phones, said.audio))
 
@@ -191,6 +192,14 @@ def redraw_free_motion(seed: int, split: str, index: int, draws: int) -> np.ndar
     matched the data exactly would produce."""
     part = _speech_part(seed, split, index)
     return np.stack([_with_free_motion(part, _rng(seed, split, "redraw", index, k))[0] for k in range(draws)])
+
+
+def lower_face_in_style(seed: int, split: str, index: int, style: ArticulationStyle) -> np.ndarray:
+    """ARKit weights [T, 52] of utterance `index`'s speech-driven lower face (no free motion) as a
+    speaker with articulation `style` would move it: from the exact phones and loudness, so a
+    yardstick for lip sync that knows everything the audio carries but not the speaker's style."""
+    part = _speech_part(seed, split, index)
+    return np.clip(lower_face_weights(part.phones, part.times, part.loudness, style), 0.0, 1.0).astype(np.float32)
 
 
 def _generate_job(job: tuple[int, str, int]) -> Generated:
