@@ -44,7 +44,7 @@ STAGES = ("stage1", "stage2", "regressor")
 class TrainConfig:
     corpus: str = "data/corpus"
     out: str = "runs/default"
-    stage1_steps: int = 13500
+    stage1_steps: int = 16500
     stage2_steps: int = 7000
     regressor_steps: int = 11500
     batch_size: int = 8
@@ -80,9 +80,11 @@ class TrainConfig:
     # (the regressor sealed 29 % of p/b/m at step 8000, 66 % at 8500; rest in pauses 87 -> 73 %).
     ema_decay: float = 0.999
     # Each stage's learning rate falls linearly to `anneal_to` times its value over its last
-    # `<stage>_anneal_steps` steps (0: constant throughout).
-    stage1_anneal_steps: int = 0
-    stage2_anneal_steps: int = 0
+    # `<stage>_anneal_steps` steps (0: constant throughout). The shipped run resumed stage 1 at
+    # step 13500 with its anneal on: on every sixth test utterance the audio-driven mouth's p/b/m
+    # closure rose 84 -> 92 % and √LVE fell 3.85 -> 3.71 mm over those 3000 steps.
+    stage1_anneal_steps: int = 3000
+    stage2_anneal_steps: int = 2000
     regressor_anneal_steps: int = 0
     anneal_to: float = 0.1
     augment: bool = True

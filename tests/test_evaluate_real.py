@@ -17,7 +17,11 @@ SMALL = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_wid
              decoder_widths=(32, 16, 8), context_embedding=8)
 
 
-def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
+MAP = {"t": "map", "w": [{"b": 0.5, "d": 0.1, "t": "M"}, {"b": 0.6, "d": 0.2, "t": "AE"},
+                         {"b": 0.8, "d": 0.1, "t": "P"}]}
+
+
+def _small_checkpoint_and_clip(tmp_path, words):
     torch.manual_seed(0)
     config = ModelConfig(num_vertices=load_template().num_vertices, **SMALL)
     checkpoint = tmp_path / "small.pt"
@@ -26,11 +30,14 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
     clips.mkdir()
     t = np.arange(32000) / 16000
     write_wav(clips / "a.wav", 0.3 * (np.sin(2 * np.pi * 3 * t) > 0) * np.sin(2 * np.pi * 180 * t))
-    words = [{"t": "<sil>", "w": [{"b": 0.0, "d": 0.5, "t": "SIL"}]},
-             {"t": "map", "w": [{"b": 0.5, "d": 0.1, "t": "M"}, {"b": 0.6, "d": 0.2, "t": "AE"},
-                                {"b": 0.8, "d": 0.1, "t": "P"}]},
-             {"t": "<sil>", "w": [{"b": 0.9, "d": 1.1, "t": "SIL"}]}]
     (clips / "a.phone.json").write_text(json.dumps({"b": 0.0, "d": 2.0, "t": "map", "w": words}))
+    return checkpoint, clips
+
+
+def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
+    words = [{"t": "<sil>", "w": [{"b": 0.0, "d": 0.5, "t": "SIL"}]}, MAP,
+             {"t": "<sil>", "w": [{"b": 0.9, "d": 1.1, "t": "SIL"}]}]
+    checkpoint, clips = _small_checkpoint_and_clip(tmp_path, words)
 
     summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
     # The untrained decoder outputs the closed template: lips closed everywhere, never open.
@@ -39,3 +46,12 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
                                                            "rest_pct": 100.0}}
     assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 |" in (tmp_path / "out" / "real_speech.md").read_text()
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
+
+
+def test_evaluate_real_scores_a_kind_without_events_as_not_applicable(tmp_path):
+    checkpoint, clips = _small_checkpoint_and_clip(tmp_path, [MAP])
+
+    summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
+    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 0}
+    assert summary["methods"]["MeshTalk (variant 0)"]["rest_pct"] is None
+    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | n/a |" in (tmp_path / "out" / "real_speech.md").read_text()
