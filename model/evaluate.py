@@ -14,6 +14,8 @@ default articulation style rather than the (unseen) speaker's, with a still uppe
 lips can score from everything the audio carries (`lower_face_in_style`). With `--real`
 (clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
 ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
+and how the mouth's opening follows the speech envelope (scored on the split too, for every
+method and the ground truth: the correlation at the best lag within 200 ms, and that lag),
 written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`.
 """
 
@@ -71,8 +73,9 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
     methods = ["static template", "phone oracle"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
-    rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}} for m in methods}
+    rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}, "openings": []} for m in methods}
     gt_blinks, seconds, diversity, example = 0, 0.0, [], None
+    gt_openings, envelopes = [], []
     for u in range(len(corpus) if limit is None else min(limit, len(corpus))):
         head = corpus.utterance_template(u)
         truth = corpus.vertices(u)
@@ -93,10 +96,13 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
             row["mve"].append(metrics.mean_vertex_error(pred, truth))
             row["fdd"].append(truth_dynamics - metrics.upper_face_dynamics(pred, head, upper))
             row["blinks"] += metrics.blinks(pred, speaker)
+            row["openings"].append(metrics.lip_gap_mm(pred, speaker))
             for kind, (hits, total) in metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker).items():
                 h, t = row["sync"].get(kind, (0, 0))
                 row["sync"][kind] = (h + hits, t + total)
         gt_blinks += metrics.blinks(truth, speaker)
+        gt_openings.append(metrics.lip_gap_mm(truth, speaker))
+        envelopes.append(metrics.speech_envelope(audio, SAMPLE_RATE, corpus.fps, n))
         seconds += n / corpus.fps
         if variants > 1:
             sampled = decode(anim.codes, device="cpu", checkpoint=checkpoint, template=speaker, own_lips=True)
@@ -107,14 +113,18 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         if example is None:
             example = (u, truth, predictions, speaker)
     summary = {"split": split, "utterances": len(rows[methods[0]]["lve"]), "seconds": round(seconds, 1),
-               "ground_truth_blinks_per_min": round(gt_blinks / seconds * 60, 2), "methods": {}}
+               "ground_truth_blinks_per_min": round(gt_blinks / seconds * 60, 2),
+               "ground_truth_envelope": metrics.envelope_correlation(gt_openings, envelopes, corpus.fps),
+               "methods": {}}
     for name, row in rows.items():
         lve = float(np.mean(row["lve"]))
+        envelope = metrics.envelope_correlation(row["openings"], envelopes, corpus.fps)
         summary["methods"][name] = {
             "sqrt_lve_mm": round(float(np.sqrt(lve)), 3), "lve_mm2": round(lve, 3),
             "mve_mm": round(float(np.mean(row["mve"])), 3), "fdd_mm2": round(float(np.mean(row["fdd"])), 4),
             "blinks_per_min": round(row["blinks"] / seconds * 60, 2),
             **{f"{k}_pct": round(100 * h / max(t, 1), 1) for k, (h, t) in row["sync"].items()},
+            "envelope_r": envelope["r"], "envelope_lag_ms": envelope["lag_ms"],
         }
     if diversity:
         summary["diversity_mm"] = {k: round(float(np.mean([d[k] for d in diversity])), 4) for k in diversity[0]}
@@ -130,25 +140,34 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path) -> dict:
     template = load_template()
     regressor = _regressor(run)
     sync: dict[str, dict[str, tuple[int, int]]] = {}
+    openings: dict[str, list[np.ndarray]] = {}
+    envelopes = []
     clips, example = load_real_speech(folder), None
     for index, (name, audio, phones) in enumerate(clips):
         anim = animate(audio, seed=index, checkpoint=checkpoint, template=template, device="cpu")
+        fps = anim.fps
         predictions = {"MeshTalk (variant 0)": anim.vertices[0]}
         if regressor:
             predictions["regressor"] = _regress(regressor, audio, anim.vertices.shape[1], template.vertices)
+        envelopes.append(metrics.speech_envelope(audio, SAMPLE_RATE, fps, anim.vertices.shape[1]))
         for method, pred in predictions.items():
             for kind, (hits, total) in metrics.lip_sync_scores(pred, anim.fps, phones, template).items():
                 h, t = sync.setdefault(method, {}).get(kind, (0, 0))
                 sync[method][kind] = (h + hits, t + total)
+            openings.setdefault(method, []).append(metrics.lip_gap_mm(pred, template))
         example = example or (name, predictions, phones, anim.fps)
     seconds = sum(len(audio) for _, audio, _ in clips) / SAMPLE_RATE
     # A kind with no events (e.g. no pause long enough for the rest test) scores None, not 0 %.
     summary = {"clips": len(clips), "seconds": round(seconds, 1), "methods": {
-        m: {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in s.items()} for m, s in sync.items()},
+        m: {**{f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in s.items()},
+            **{f"envelope_{k}": v for k, v in metrics.envelope_correlation(openings[m], envelopes, fps).items()
+               if k != "r_at_0"}}
+        for m, s in sync.items()},
         "events": {k: t for k, (_, t) in next(iter(sync.values())).items()}}
     lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
              f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events).", "",
-             "| method | closure_pct | opening_pct | rest_pct |", "|---|---:|---:|---:|"]
+             "| method | closure_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
+             "|---|---:|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join([m] + ["n/a" if p is None else str(p) for p in v.values()]) + " |"
               for m, v in summary["methods"].items()]
     out.mkdir(parents=True, exist_ok=True)
@@ -181,11 +200,13 @@ def _plot_real_lip_gap(path: Path, example, template) -> None:
 
 def markdown_table(summary: dict) -> str:
     keys = list(next(iter(summary["methods"].values())))
+    envelope = summary["ground_truth_envelope"]
     lines = [f"Split `{summary['split']}`: {summary['utterances']} utterances, {summary['seconds']} s; "
-             f"ground truth {summary['ground_truth_blinks_per_min']} blinks/min.", "",
+             f"ground truth {summary['ground_truth_blinks_per_min']} blinks/min, mouth opening against the "
+             f"speech envelope r = {envelope['r']} at {envelope['lag_ms']} ms (positive: the mouth leads).", "",
              "| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, values in summary["methods"].items():
-        lines.append(f"| {name} | " + " | ".join(str(values[k]) for k in keys) + " |")
+        lines.append(f"| {name} | " + " | ".join("n/a" if values[k] is None else str(values[k]) for k in keys) + " |")
     if "diversity_mm" in summary:
         d = summary["diversity_mm"]
         lines += ["", "Variant diversity (std across variants, mm): as sampled, upper face "

@@ -7,6 +7,8 @@
   template, averaged over upper-face vertices; ground truth minus prediction.
 - Lip sync from phone timing alone (also for real speech without ground-truth meshes): lips
   close on p/b/m, open on open vowels, rest in pauses.
+- Lip sync from the audio alone: how the mouth's opening correlates with the speech envelope,
+  and at which lag.
 - Blink rate, and the diversity of sampled variants on the upper face versus the mouth.
 """
 
@@ -25,6 +27,8 @@ BILABIAL_SLACK_S = 0.1  # closure may come up to this early (anticipation)
 # Rest is judged inside a pause, away from its edges: lips carry over for ~100 ms after speech
 # and anticipate the next sound (rounding most) for up to ~200 ms before it.
 REST_AFTER_S, REST_BEFORE_S, MIN_REST_WINDOW_S = 0.1, 0.2, 0.1
+ENVELOPE_WINDOW_S = 0.04  # the speech envelope at a frame: RMS amplitude over this window around it
+MAX_LAG_S = 0.2  # envelope correlation: lags searched on either side of 0
 
 
 def lip_vertices(template: Template) -> np.ndarray:
@@ -85,6 +89,43 @@ def lip_sync_scores(vertices: np.ndarray, fps: float, phones: list[tuple[str, fl
         scores[kind][0] += int(value > OPEN_GAP_MM if kind == "opening" else value < CLOSED_GAP_MM)
         scores[kind][1] += 1
     return {k: (v[0], v[1]) for k, v in scores.items()}
+
+
+def speech_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
+    """[frames] RMS amplitude of mono samples [N] in ENVELOPE_WINDOW_S centred on each frame time t / fps."""
+    half = int(round(ENVELOPE_WINDOW_S * sample_rate / 2))
+    energy = np.concatenate([[0.0], np.cumsum(np.asarray(audio, np.float64) ** 2)])
+    centre = np.round(np.arange(frames) / fps * sample_rate).astype(np.int64)
+    lo, hi = np.clip(centre - half, 0, len(audio)), np.clip(centre + half, 0, len(audio))
+    return np.sqrt((energy[hi] - energy[lo]) / (2 * half))
+
+
+def envelope_correlation(openings: list[np.ndarray], envelopes: list[np.ndarray], fps: float) -> dict:
+    """How the mouth's opening follows the speech envelope, pooled over clips.
+
+    openings, envelopes: per clip [T] (e.g. `lip_gap_mm` and `speech_envelope`), each z-scored
+    within its clip. r(L) is the mean over clips' frames of opening[t] * envelope[t + L] for lags
+    L up to MAX_LAG_S either way. Returns {"r": max r, "lag_ms": its lag (positive: the mouth
+    moves before the sound), "r_at_0": r(0)}; None values when no clip's opening varies.
+    """
+    max_lag = int(round(MAX_LAG_S * fps))
+    lags = np.arange(-max_lag, max_lag + 1)
+    sums, counts = np.zeros(len(lags)), np.zeros(len(lags))
+    for opening, envelope in zip(openings, envelopes):
+        n = min(len(opening), len(envelope))
+        o, e = opening[:n], envelope[:n]
+        if n <= max_lag or np.ptp(o) == 0 or np.ptp(e) == 0:  # (std of a constant may round to > 0)
+            continue
+        o, e = (o - o.mean()) / o.std(), (e - e.mean()) / e.std()
+        for i, lag in enumerate(lags):
+            pairs = o[max(0, -lag) : n - max(0, lag)] * e[max(0, lag) : n - max(0, -lag)]
+            sums[i], counts[i] = sums[i] + pairs.sum(), counts[i] + len(pairs)
+    if not counts.any():
+        return {"r": None, "lag_ms": None, "r_at_0": None}
+    r = sums / counts
+    best = int(np.argmax(r))
+    return {"r": round(float(r[best]), 3), "lag_ms": round(float(lags[best] / fps * 1000)),
+            "r_at_0": round(float(r[max_lag]), 3)}
 
 
 def blinks(vertices: np.ndarray, template: Template) -> int:

@@ -42,9 +42,12 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
     summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
     # The untrained decoder outputs the closed template: lips closed everywhere, never open.
     assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2}
+    # A mouth that never moves has no correlation with the envelope: n/a, not a number.
     assert summary["methods"] == {"MeshTalk (variant 0)": {"closure_pct": 100.0, "opening_pct": 0.0,
-                                                           "rest_pct": 100.0}}
-    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 |" in (tmp_path / "out" / "real_speech.md").read_text()
+                                                           "rest_pct": 100.0, "envelope_r": None,
+                                                           "envelope_lag_ms": None}}
+    table = (tmp_path / "out" / "real_speech.md").read_text()
+    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 | n/a | n/a |" in table
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
 
 
@@ -54,4 +57,5 @@ def test_evaluate_real_scores_a_kind_without_events_as_not_applicable(tmp_path):
     summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
     assert summary["events"] == {"closure": 2, "opening": 1, "rest": 0}
     assert summary["methods"]["MeshTalk (variant 0)"]["rest_pct"] is None
-    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | n/a |" in (tmp_path / "out" / "real_speech.md").read_text()
+    table = (tmp_path / "out" / "real_speech.md").read_text()
+    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | n/a | n/a | n/a |" in table

@@ -80,3 +80,37 @@ def test_variant_diversity(utterances, template):
     d = metrics.variant_diversity(upper_only, template)
     assert d["upper_face_mm"] > 3 * d["mouth_mm"]
 
+
+
+def test_speech_envelope_is_the_rms_around_each_frame():
+    rate, fps = 16000, 30.0
+    audio = np.zeros(rate, np.float32)
+    audio[4000:12000] = 0.5 * np.sin(2 * np.pi * 200 * np.arange(8000) / rate)  # 0.25 ... 0.75 s
+    envelope = metrics.speech_envelope(audio, rate, fps, 30)
+    t = np.arange(30) / fps
+    inside, outside = (t > 0.3) & (t < 0.7), (t < 0.2) | (t > 0.8)
+    assert np.allclose(envelope[inside], 0.5 / np.sqrt(2), rtol=0.02)
+    assert np.all(envelope[outside] == 0)
+
+
+def test_envelope_correlation_finds_the_lag():
+    rng = np.random.default_rng(0)
+    fps = 30.0
+    envelopes = [np.convolve(rng.random(300), np.ones(5) / 5, mode="same") for _ in range(3)]
+    # The mouth 3 frames (100 ms) ahead of the sound: opening[t] = envelope[t + 3].
+    openings = [np.concatenate([e[3:], e[-3:]]) for e in envelopes]
+    result = metrics.envelope_correlation(openings, envelopes, fps)
+    assert result["lag_ms"] == 100 and result["r"] > 0.95 and result["r_at_0"] < result["r"] - 0.2
+    behind = metrics.envelope_correlation([np.concatenate([e[:2], e[:-2]]) for e in envelopes], envelopes, fps)
+    assert behind["lag_ms"] == -67
+    still = metrics.envelope_correlation([np.zeros(300)] * 3, envelopes, fps)
+    assert still == {"r": None, "lag_ms": None, "r_at_0": None}
+
+
+def test_generated_mouth_follows_the_speech_envelope(utterances, template):
+    openings = [metrics.lip_gap_mm(v, template) for _, v in utterances]
+    envelopes = [metrics.speech_envelope(g.utterance.audio, 16000, 30.0, len(v)) for g, v in utterances]
+    result = metrics.envelope_correlation(openings, envelopes, 30.0)
+    assert result["r"] > 0.4 and abs(result["lag_ms"]) <= 100
+    shuffled = metrics.envelope_correlation(openings, envelopes[1:] + envelopes[:1], 30.0)
+    assert shuffled["r"] < result["r"] - 0.3

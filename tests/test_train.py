@@ -123,6 +123,9 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     oracle, static = methods["phone oracle"], methods["static template"]
     assert oracle["sqrt_lve_mm"] < static["sqrt_lve_mm"] / 2 and oracle["opening_pct"] > 50
     assert oracle["blinks_per_min"] == 0
+    # the ground truth's and the oracle's mouths open with the speech; a still face has no correlation
+    assert summary["ground_truth_envelope"]["r"] > 0.4 and oracle["envelope_r"] > 0.4
+    assert static["envelope_r"] is None and static["envelope_lag_ms"] is None
     # Diversity as sampled, with variant 0's lips shared (sharing can only still the mouth), and the data's.
     d = summary["diversity_mm"]
     assert set(d) == {f"{kind}_{region}_mm" for kind in ("sampled", "shared_lips", "data")
