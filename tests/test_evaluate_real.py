@@ -39,15 +39,16 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
              {"t": "<sil>", "w": [{"b": 0.9, "d": 1.1, "t": "SIL"}]}]
     checkpoint, clips = _small_checkpoint_and_clip(tmp_path, words)
 
-    summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
+    summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out", seeds=3)
     # The untrained decoder outputs the closed template: lips closed everywhere, never open.
-    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2}
+    # Events are the clips' own, however many draws are pooled.
+    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2} and summary["seeds"] == 3
     # A mouth that never moves has no correlation with the envelope: n/a, not a number.
     assert summary["methods"] == {"MeshTalk (variant 0)": {"closure_pct": 100.0, "opening_pct": 0.0,
                                                            "rest_pct": 100.0, "envelope_r": None,
                                                            "envelope_lag_ms": None}}
     table = (tmp_path / "out" / "real_speech.md").read_text()
-    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 | n/a | n/a |" in table
+    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 | n/a | n/a |" in table and "pooled over 3 seeds" in table
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
 
 
