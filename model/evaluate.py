@@ -1,7 +1,7 @@
 """Score MeshTalk against the static template and the deterministic regressor on a held-out split.
 
     python -m model.evaluate --corpus data/corpus --split test --run runs/default --out out/eval \
-        [--real data/real_speech [--real-seeds 4]]
+        [--real data/real_speech [--real-seeds 4]] [--festival kal,ked,slt]
 
 Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` and `OUT/lip_gap.png` (the
 inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
@@ -16,7 +16,9 @@ lips can score from everything the audio carries (`lower_face_in_style`). With `
 ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
 and how the mouth's opening follows the speech envelope (scored on the split too, for every
 method and the ground truth: the correlation at the best lag within 200 ms, and that lag),
-written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`.
+written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`. With `--festival kal,slt`, the split's
+sentences spoken by the Festival speech system's voices (model/data/festival.py) are scored on
+lip sync against Festival's phone timing, written to `OUT/festival.md`.
 """
 
 import argparse
@@ -35,6 +37,7 @@ from .config import ModelConfig
 from .data.corpus import load_corpus
 from .data.coarticulation import ArticulationStyle
 from .data.synth import lower_face_in_style, redraw_free_motion
+from .data import festival
 from .data.real_speech import load_real_speech
 from .networks import Regressor
 from .template import load_template
@@ -56,6 +59,24 @@ def _regress(net: Regressor, audio: np.ndarray, frames: int, head: np.ndarray) -
     windows = frame_windows(log_mel(torch.from_numpy(normalize_loudness(audio))), frames, config.fps,
                             config.past_s, config.future_s)
     return net(windows[None], torch.as_tensor(head))[0].numpy()
+
+
+def _add_sync(counts: dict[str, tuple[int, int]], scores: dict[str, tuple[int, int]]) -> None:
+    """Add metrics.lip_sync_scores' (hits, total) per kind into counts, in place."""
+    for kind, (hits, total) in scores.items():
+        h, t = counts.get(kind, (0, 0))
+        counts[kind] = (h + hits, t + total)
+
+
+def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
+    """{kind_pct: hits / total in %}; None for a kind with no events (e.g. no pause long enough for
+    the rest test), not 0 %."""
+    return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
+
+
+def _cell(value) -> str:
+    """A markdown table cell: n/a for a score that does not apply (None)."""
+    return "n/a" if value is None else str(value)
 
 
 def _regenerated(weights: np.ndarray, corpus, u: int) -> np.ndarray:
@@ -97,9 +118,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
             row["fdd"].append(truth_dynamics - metrics.upper_face_dynamics(pred, head, upper))
             row["blinks"] += metrics.blinks(pred, speaker)
             row["openings"].append(metrics.lip_gap_mm(pred, speaker))
-            for kind, (hits, total) in metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker).items():
-                h, t = row["sync"].get(kind, (0, 0))
-                row["sync"][kind] = (h + hits, t + total)
+            _add_sync(row["sync"], metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker))
         gt_blinks += metrics.blinks(truth, speaker)
         gt_openings.append(metrics.lip_gap_mm(truth, speaker))
         envelopes.append(metrics.speech_envelope(audio, SAMPLE_RATE, corpus.fps, n))
@@ -123,7 +142,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
             "sqrt_lve_mm": round(float(np.sqrt(lve)), 3), "lve_mm2": round(lve, 3),
             "mve_mm": round(float(np.mean(row["mve"])), 3), "fdd_mm2": round(float(np.mean(row["fdd"])), 4),
             "blinks_per_min": round(row["blinks"] / seconds * 60, 2),
-            **{f"{k}_pct": round(100 * h / max(t, 1), 1) for k, (h, t) in row["sync"].items()},
+            **_percentages(row["sync"]),
             "envelope_r": envelope["r"], "envelope_lag_ms": envelope["lag_ms"],
         }
     if diversity:
@@ -158,16 +177,13 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
             events[kind] = events.get(kind, 0) + total
         for method, preds in predictions.items():
             for pred in preds:
-                for kind, (hits, total) in metrics.lip_sync_scores(pred, fps, phones, template).items():
-                    h, t = sync.setdefault(method, {}).get(kind, (0, 0))
-                    sync[method][kind] = (h + hits, t + total)
+                _add_sync(sync.setdefault(method, {}), metrics.lip_sync_scores(pred, fps, phones, template))
                 openings.setdefault(method, []).append(metrics.lip_gap_mm(pred, template))
                 envelopes.setdefault(method, []).append(envelope)
         example = example or (name, {m: preds[0] for m, preds in predictions.items()}, phones, fps)
     seconds = sum(len(audio) for _, audio, _ in clips) / SAMPLE_RATE
-    # A kind with no events (e.g. no pause long enough for the rest test) scores None, not 0 %.
     summary = {"clips": len(clips), "seconds": round(seconds, 1), "seeds": seeds, "methods": {
-        m: {**{f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in s.items()},
+        m: {**_percentages(s),
             **{f"envelope_{k}": v for k, v in metrics.envelope_correlation(openings[m], envelopes[m], fps).items()
                if k != "r_at_0"}}
         for m, s in sync.items()},
@@ -177,11 +193,45 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
              f"{seeds} seeds per clip.", "",
              "| method | closure_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
              "|---|---:|---:|---:|---:|---:|"]
-    lines += ["| " + " | ".join([m] + ["n/a" if p is None else str(p) for p in v.values()]) + " |"
+    lines += [f"| {m} | " + " | ".join(map(_cell, v.values())) + " |"
               for m, v in summary["methods"].items()]
     out.mkdir(parents=True, exist_ok=True)
     (out / "real_speech.md").write_text("\n".join(lines) + "\n")
     _plot_real_lip_gap(out / "real_lip_gap.png", example, template)
+    return summary
+
+
+def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path, checkpoint: Path, out: Path,
+                      limit: int | None = None) -> dict:
+    """Lip sync on the split's sentences spoken by Festival voices (model/data/festival.py), scored
+    against Festival's own phone timing: {"voices": {voice: {method: {closure_pct, opening_pct,
+    rest_pct}}}, "events": {voice: {kind: count}}}. MeshTalk is sampled with seed = utterance index."""
+    template = load_template()
+    texts = load_corpus(corpus_dir / f"{split}.npz", template).texts
+    texts = texts if limit is None else texts[:limit]
+    regressor = _regressor(run)
+    summary = {"split": split, "utterances": len(texts), "voices": {}, "events": {}}
+    for voice in voices:
+        sync: dict[str, dict[str, tuple[int, int]]] = {}
+        for u, text in enumerate(texts):
+            audio, phones = festival.synthesize(str(text), voice)
+            anim = animate(audio, seed=u, checkpoint=checkpoint, template=template, device="cpu")
+            predictions = {"MeshTalk (variant 0)": anim.vertices[0]}
+            if regressor:
+                predictions["regressor"] = _regress(regressor, audio, anim.vertices.shape[1], template.vertices)
+            for method, pred in predictions.items():
+                _add_sync(sync.setdefault(method, {}), metrics.lip_sync_scores(pred, anim.fps, phones, template))
+        summary["voices"][voice] = {m: _percentages(counts) for m, counts in sync.items()}
+        summary["events"][voice] = {k: t for k, (_, t) in next(iter(sync.values())).items()}
+    lines = [f"Festival voices speaking the `{split}` split's {len(texts)} sentences, scored against Festival's "
+             "phone timing.", "", "| voice | method | closure_pct | opening_pct | rest_pct | events |",
+             "|---|---|---:|---:|---:|---|"]
+    for voice, methods in summary["voices"].items():
+        events = ", ".join(f"{t} {k}" for k, t in summary["events"][voice].items())
+        lines += [f"| {voice} | {m} | " + " | ".join(map(_cell, v.values())) + f" | {events} |"
+                  for m, v in methods.items()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "festival.md").write_text("\n".join(lines) + "\n")
     return summary
 
 
@@ -215,7 +265,7 @@ def markdown_table(summary: dict) -> str:
              f"speech envelope r = {envelope['r']} at {envelope['lag_ms']} ms (positive: the mouth leads).", "",
              "| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, values in summary["methods"].items():
-        lines.append(f"| {name} | " + " | ".join("n/a" if values[k] is None else str(values[k]) for k in keys) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(values[k]) for k in keys) + " |")
     if "diversity_mm" in summary:
         d = summary["diversity_mm"]
         lines += ["", "Variant diversity (std across variants, mm): as sampled, upper face "
@@ -256,12 +306,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/eval"))
     parser.add_argument("--real", type=Path, help="folder of real speech clips (python -m model.data.real_speech)")
     parser.add_argument("--real-seeds", type=int, default=4, help="MeshTalk draws per real clip, pooled")
+    parser.add_argument("--festival", help="Festival voices to speak the split's sentences, comma-separated "
+                                           f"({', '.join(festival.VOICES)}; model/data/festival.py)")
     args = parser.parse_args(argv)
     summary = evaluate(args.corpus, args.split, args.run, args.checkpoint, args.variants, args.limit, args.out)
     print(markdown_table(summary))
     if args.real:
         evaluate_real(args.real, args.run, args.checkpoint, args.out, args.real_seeds)
         print((args.out / "real_speech.md").read_text())
+    if args.festival:
+        evaluate_festival(args.corpus, args.split, args.festival.split(","), args.run, args.checkpoint, args.out,
+                          args.limit)
+        print((args.out / "festival.md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training end to end on a tiny corpus and a tiny network: both stages, resume, export, evaluation."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -134,6 +135,17 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     # the data's own redraws move the upper face (blinks, brows, gaze) far more than the mouth
     assert d["data_upper_face_mm"] > 2 * d["data_mouth_mm"] > 0
     assert (tmp_path / "metrics.md").read_text().count("|") > 10 and (tmp_path / "lip_gap.png").exists()
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed")
+def test_festival_evaluation_scores_each_voice(trained, corpus, tmp_path):
+    _, _, run = trained
+    summary = evaluate.evaluate_festival(corpus, "test", ["kal"], run, run / "meshtalk.pt", tmp_path, limit=2)
+    assert set(summary["voices"]["kal"]) == {"regressor", "MeshTalk (variant 0)"}
+    assert sum(summary["events"]["kal"].values()) > 0
+    for scores in summary["voices"]["kal"].values():
+        assert all(v is None or 0 <= v <= 100 for v in scores.values())
+    assert "| kal | MeshTalk (variant 0) |" in (tmp_path / "festival.md").read_text()
 
 
 def test_benchmark_measures_each_stage():
