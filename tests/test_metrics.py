@@ -81,7 +81,6 @@ def test_variant_diversity(utterances, template):
     assert d["upper_face_mm"] > 3 * d["mouth_mm"]
 
 
-
 def test_speech_envelope_is_the_rms_around_each_frame():
     rate, fps = 16000, 30.0
     audio = np.zeros(rate, np.float32)

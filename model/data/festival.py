@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import load_audio
+from .real_speech import SILENCE
 
 VOICES = {"kal": "voice_kal_diphone", "ked": "voice_ked_diphone", "slt": "voice_cmu_us_slt_arctic_hts"}
-SILENCE = "SIL"
 TIMEOUT_S = 120
 
 
