@@ -212,7 +212,8 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
     for voice in voices:
         sync: dict[str, dict[str, tuple[int, int]]] = {}
         for u, text in enumerate(texts):
-            audio, phones = festival.synthesize(str(text), voice)
+            audio, spoken = festival.synthesize(str(text), voice)
+            phones = [(p.symbol, p.start, p.end) for p in spoken]
             anim = animate(audio, seed=u, checkpoint=checkpoint, template=template, device="cpu")
             predictions = {"MeshTalk (variant 0)": anim.vertices[0]}
             if regressor:

@@ -1,9 +1,13 @@
 """The corpus generator end to end: determinism, disjoint splits, and ground truth that agrees with the audio."""
 
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from model.data import synth
+from model.audio import num_frames
+from model.data import festival, synth
 from model.data.coarticulation import BILABIALS
 from model.data.corpus import load_corpus
 from model.data.speech import ARPABET, SAMPLE_RATE
@@ -130,6 +134,35 @@ def test_lower_face_in_style_is_the_speech_part_in_that_style():
     assert np.array_equal(as_spoken[:, jaw], own.weights[:, jaw])
     assert restyled[:, jaw].max() > as_spoken[:, jaw].max()
     assert np.all(as_spoken[:, ARKIT_INDEX["eyeBlinkLeft"]] == 0)  # no free motion
+
+
+def test_festival_share_voices_some_train_speakers_and_leaves_the_others_as_they_were():
+    plain = [synth.draw_speaker(3, "train", i) for i in range(60)]
+    mixed = [synth.draw_speaker(3, "train", i, festival_share=0.3) for i in range(60)]
+    voiced = [(m, p) for m, p in zip(mixed, plain) if m.engine != synth.ESPEAK]
+    assert 8 <= len(voiced) <= 30
+    assert {m.engine for m, _ in voiced} == set(festival.TRAINING_VOICES)
+    assert all(m.name.startswith(f"festival-{m.engine}#") for m, _ in voiced)
+    assert all(replace(m, name=p.name, engine=synth.ESPEAK) == p for m, p in voiced)  # same rate, pitch, style
+    assert all(m == p for m, p in zip(mixed, plain) if m.engine == synth.ESPEAK)
+    for split in ("val", "test"):  # held out: eSpeak only, whatever the share
+        assert all(synth.draw_speaker(3, split, i, festival_share=1.0).engine == synth.ESPEAK for i in range(20))
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed")
+def test_a_festival_speakers_ground_truth_follows_festivals_phones(template):
+    speaker = next(i for i in range(100) if synth.draw_speaker(3, "train", i, 0.5).engine != synth.ESPEAK)
+    said = (synth.generate_utterance(3, "train", 12 * speaker + k, festival_share=0.5).utterance for k in range(12))
+    u = next(u for u in said if any(symbol in BILABIALS for symbol, _, _ in u.phones))
+    seconds = len(u.audio) / SAMPLE_RATE
+    assert u.phones[0][0] == u.phones[-1][0] == "SIL" and u.phones[0][1] == 0.0
+    assert u.phones[-1][2] == pytest.approx(seconds, abs=0.01)
+    assert len(u.weights) == num_frames(len(u.audio), synth.FPS)
+    gap = lip_gap_mm(template, template.blend(u.weights))
+    bilabials = [(a, b) for symbol, a, b in u.phones if symbol in BILABIALS]
+    assert bilabials and all(gap[min(int(round((a + 0.35 * (b - a)) * synth.FPS)), len(gap) - 1)] < 1.5 for a, b in bilabials)
+    speech = [(a, b) for symbol, a, b in u.phones if symbol != "SIL"]
+    assert np.abs(u.audio[int(speech[0][0] * SAMPLE_RATE):int(speech[-1][1] * SAMPLE_RATE)]).mean() > 0.005
 
 
 def test_preview_writes_a_labelled_sheet_an_animation_and_the_audio(tmp_path):

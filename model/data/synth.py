@@ -1,6 +1,7 @@
 """Synthetic talking-face corpus: espeak-ng speech with exact phone timing, and ARKit ground truth.
 
     python -m model.data.synth --out data/corpus --minutes 60 --seed 0            # train, val, test
+    python -m model.data.synth --out data/corpus --minutes 120 --seed 0 --festival-share 0.3
     python -m model.data.synth --out data/corpus --minutes 5 --seed 0 --split val
     python -m model.data.synth --preview --out out/preview                        # contact sheet
 
@@ -8,12 +9,19 @@ Every utterance is a pure function of (seed, split, index), so the same seed giv
 files with any number of workers. Speakers are voices (accent + variant) with their own pitch,
 range and rate, head shape, articulation style and upper-face habits; a speaker says
 UTTERANCES_PER_SPEAKER sentences. Splits are disjoint in voices and in sentences.
+
+With `--festival-share S`, about that share of the train split's speakers speak with a Festival
+diphone voice (model/data/festival.py: units cut from recorded human speech, exact phone timing)
+at their own rate and pitch instead of eSpeak's formant synthesis; the other speakers are the
+same as without it. Val and test stay eSpeak, so they are a function of (seed, split, index)
+alone; Festival's held-out voice (slt) and real speech are scored by `model.evaluate`.
 """
 
 import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +30,7 @@ import numpy as np
 import torch
 
 from ..audio import num_frames
-from . import speech, text
+from . import festival, speech, text
 from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights
 from .corpus import Utterance, write_corpus
 from .identity import speaker_head
@@ -37,6 +45,8 @@ VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", 
 LEADING_SILENCE_S = (0.15, 0.5)
 TRAILING_SILENCE_S = (0.3, 0.7)
 EMPHASIS_LOUDNESS = 0.7  # a stressed vowel this loud (relative to the utterance) is emphasised
+FESTIVAL_SPLITS = ("train",)
+ESPEAK = "espeak"
 
 
 def _rng(*keys: int | str) -> np.random.Generator:
@@ -55,6 +65,7 @@ class Speaker:
     pitch_range: int  # espeak 0-100
     articulation: ArticulationStyle
     upper: UpperFaceStyle
+    engine: str = ESPEAK  # or a festival.TRAINING_VOICES name, which then replaces accent and variant
 
 
 def split_voices(split: str) -> list[tuple[str, str]]:
@@ -64,15 +75,35 @@ def split_voices(split: str) -> list[tuple[str, str]]:
     return [(a, v) for a in speech.ACCENTS for v in variants if text.split_of(f"{a}+{v}") == split]
 
 
-def draw_speaker(seed: int, split: str, index: int) -> Speaker:
+def draw_speaker(seed: int, split: str, index: int, festival_share: float = 0.0) -> Speaker:
     rng = _rng(seed, split, "speaker", index)
     voices = split_voices(split)
     accent, variant = voices[rng.integers(len(voices))]
-    return Speaker(
+    speaker = Speaker(
         name=f"{accent}+{variant}#{index}", accent=accent, variant=variant,
         rate=int(rng.integers(130, 200)), pitch=int(rng.integers(25, 75)), pitch_range=int(rng.integers(30, 80)),
         articulation=ArticulationStyle.sample(rng), upper=UpperFaceStyle.sample(rng),
     )
+    engine_rng = _rng(seed, split, "engine", index)  # its own stream: eSpeak speakers stay as they were
+    if split in FESTIVAL_SPLITS and engine_rng.random() < festival_share:
+        voice = festival.TRAINING_VOICES[engine_rng.integers(len(festival.TRAINING_VOICES))]
+        speaker = replace(speaker, name=f"festival-{voice}#{index}", engine=voice)
+    return speaker
+
+
+def festival_prosody(voice: speech.Voice) -> festival.Prosody:
+    """The Festival prosody of a speaker drawn with eSpeak's settings: rate 175 wpm (eSpeak's
+    normal) is Festival's own timing; pitch 25..75 gives an F0 mean of 105..175 Hz."""
+    return festival.Prosody(stretch=175.0 / voice.rate, f0_mean=70.0 + 1.4 * voice.pitch,
+                            f0_std=0.4 * voice.pitch_range)
+
+
+def speak(sentence: str, voice: speech.Voice, engine: str) -> speech.Utterance:
+    """The sentence in `voice` (eSpeak), or in Festival voice `engine` at that voice's prosody."""
+    if engine == ESPEAK:
+        return speech.synthesize(sentence, voice)
+    audio, phones = festival.synthesize(sentence, engine, festival_prosody(voice))
+    return speech.Utterance(audio, phones, [], sentence, voice)
 
 
 def draw_sentence(seed: int, split: str, index: int) -> str:
@@ -126,7 +157,7 @@ class Generated:
     blinks: int
     brow_raises: int
     frowns: int
-    cpu_seconds: float  # CPU time spent generating it
+    cpu_seconds: float  # CPU time spent generating it, Festival's processes included
 
 
 @dataclass
@@ -144,16 +175,16 @@ class _Speech:
     emphasis: list[float]  # s
 
 
-def _speech_part(seed: int, split: str, index: int) -> _Speech:
+def _speech_part(seed: int, split: str, index: int, festival_share: float = 0.0) -> _Speech:
     speaker_index = index // UTTERANCES_PER_SPEAKER
-    speaker = draw_speaker(seed, split, speaker_index)
+    speaker = draw_speaker(seed, split, speaker_index, festival_share)
     rng = _rng(seed, split, "utterance", index)
     voice = speech.Voice(
         accent=speaker.accent, variant=speaker.variant, rate=int(speaker.rate + rng.integers(-15, 16)),
         pitch=int(np.clip(speaker.pitch + rng.integers(-8, 9), 0, 100)),
         pitch_range=int(np.clip(speaker.pitch_range + rng.integers(-10, 11), 0, 100)),
     )
-    said = pad_silence(speech.synthesize(draw_sentence(seed, split, index), voice),
+    said = pad_silence(speak(draw_sentence(seed, split, index), voice, speaker.engine),
                        rng.uniform(*LEADING_SILENCE_S), rng.uniform(*TRAILING_SILENCE_S))
     phones = [(p.symbol, p.start, p.end) for p in said.phones]
     times = np.arange(num_frames(len(said.audio), FPS)) / FPS
@@ -174,15 +205,21 @@ def _with_free_motion(part: _Speech, rng: np.random.Generator) -> tuple[np.ndarr
     return weights.astype(np.float32), blinks, brows
 
 
-def generate_utterance(seed: int, split: str, index: int) -> Generated:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the child processes it has waited for (Festival)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
+def generate_utterance(seed: int, split: str, index: int, festival_share: float = 0.0) -> Generated:
     """Utterance `index` of a split: speech, phones and ARKit weights [T, 52] at FPS."""
-    cpu_started = time.process_time()
-    part = _speech_part(seed, split, index)
+    cpu_started = _cpu_seconds()
+    part = _speech_part(seed, split, index, festival_share)
     weights, blinks, brows = _with_free_motion(part, part.rng)
     return Generated(
         Utterance(part.said.audio, weights, part.speaker_index, part.phones, part.said.text),
         blinks=len(blinks), brow_raises=sum(e.kind == "raise" for e in brows),
-        frowns=sum(e.kind == "frown" for e in brows), cpu_seconds=time.process_time() - cpu_started,
+        frowns=sum(e.kind == "frown" for e in brows), cpu_seconds=_cpu_seconds() - cpu_started,
     )
 
 
@@ -202,7 +239,7 @@ def lower_face_in_style(seed: int, split: str, index: int, style: ArticulationSt
     return np.clip(lower_face_weights(part.phones, part.times, part.loudness, style), 0.0, 1.0).astype(np.float32)
 
 
-def _generate_job(job: tuple[int, str, int]) -> Generated:
+def _generate_job(job: tuple[int, str, int, float]) -> Generated:
     return generate_utterance(*job)
 
 
@@ -211,8 +248,8 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def generate_split(seed: int, split: str, minutes: float, workers: int,
-                   progress=print) -> tuple[list[Generated], float]:
+def generate_split(seed: int, split: str, minutes: float, workers: int, progress=print,
+                   festival_share: float = 0.0) -> tuple[list[Generated], float]:
     """Utterances 0, 1, ... until they hold `minutes` of audio; returns them and the CPU-seconds
     their generation took (in whichever worker; pool start-up not included)."""
     target, total, done = minutes * 60.0, 0.0, []
@@ -222,7 +259,8 @@ def generate_split(seed: int, split: str, minutes: float, workers: int,
     with multiprocessing.get_context("spawn").Pool(workers, _one_thread) if workers > 1 else _Serial() as pool:
         index = 0
         while total < target:
-            for generated in pool.map(_generate_job, [(seed, split, i) for i in range(index, index + batch)]):
+            jobs = [(seed, split, i, festival_share) for i in range(index, index + batch)]
+            for generated in pool.map(_generate_job, jobs):
                 if total >= target:
                     break
                 done.append(generated)
@@ -261,18 +299,21 @@ def split_statistics(generated: list[Generated]) -> dict:
     }
 
 
-def write_split(out: Path, seed: int, split: str, minutes: float, workers: int, template: Template) -> dict:
-    generated, cpu = generate_split(seed, split, minutes, workers)
+def write_split(out: Path, seed: int, split: str, minutes: float, workers: int, template: Template,
+                festival_share: float = 0.0) -> dict:
+    generated, cpu = generate_split(seed, split, minutes, workers, festival_share=festival_share)
     speakers = sorted({g.utterance.speaker for g in generated})
     row = {s: i for i, s in enumerate(speakers)}
     utterances = [g.utterance for g in generated]
     for u in utterances:
         u.speaker = row[u.speaker]
-    names = [draw_speaker(seed, split, s).name for s in speakers]
+    names = [draw_speaker(seed, split, s, festival_share).name for s in speakers]
     heads = np.stack([speaker_head(template.vertices, _rng(seed, split, "head", s)) for s in speakers])
     path = out / f"{split}.npz"
     write_corpus(path, utterances, heads, names, FPS, speech.SAMPLE_RATE, seed, split)
     stats = split_statistics(generated)
+    festival_seconds = sum(len(u.audio) for u in utterances if names[u.speaker].startswith("festival-"))
+    stats.update(festival_share=festival_share, festival_seconds=round(festival_seconds / speech.SAMPLE_RATE, 1))
     stats.update(cpu_seconds=round(cpu, 1), speed_x=round(stats["seconds"] / max(cpu, 1e-9), 1),
                  bytes=path.stat().st_size, mb_per_hour=round(path.stat().st_size / 1e6 / (stats["seconds"] / 3600), 1))
     report = (f"# Corpus split `{split}` (seed {seed})\n\n" + "\n".join(
@@ -289,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=SPLITS, help="one split only (default: all, 80/10/10)")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--festival-share", type=float, default=0.0,
+                        help="share of the train split's speakers voiced by Festival's diphone voices "
+                             "(needs festival; model/data/festival.py)")
     parser.add_argument("--preview", action="store_true", help="write a preview contact sheet instead")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -302,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     splits = [args.split] if args.split else list(SPLITS)
     for split in splits:
         minutes = args.minutes if args.split else args.minutes * SPLIT_SHARE[split]
-        stats = write_split(args.out, args.seed, split, minutes, args.workers, template)
+        stats = write_split(args.out, args.seed, split, minutes, args.workers, template, args.festival_share)
         print(json.dumps({k: v for k, v in stats.items() if k != "coverage"}))
     print(f"wrote {', '.join(str(args.out / f'{s}.npz') for s in splits)}")
 
