@@ -13,9 +13,9 @@ AUDIO_SOURCES = (
     ("STRIP", "Sound Strip", "The active (or else a selected) sound strip in the Video Sequencer"),
 )
 DEVICES = (
-    ("auto", "Auto", "CUDA when available, else the CPU"),
+    ("auto", "Auto", "The CPU, which runs this model faster than a GPU"),
     ("cpu", "CPU", "Run the model on the CPU"),
-    ("cuda", "CUDA", "Run the model on an NVIDIA GPU"),
+    ("cuda", "CUDA", "Run the model on an NVIDIA GPU (slower than the CPU for this model)"),
 )
 LAYOUTS = (
     ("COMPACT", "Compact", "A few shape keys per clip driven by one keyframe per frame (within 0.1 mm)"),

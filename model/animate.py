@@ -141,13 +141,15 @@ def animate(
     temperature: > 0, lower is calmer. argmax: the most likely codes instead of sampling.
     lips_from: vertices [T, V, 3] whose mouth region every variant keeps (re-roll the upper face);
     default: variant 0's own. progress: called with a fraction in [0, 1]; may raise to cancel.
+    device: "auto" (the CPU, faster than CUDA for this model: see checkpoint.pick_device), "cpu"
+    or "cuda".
     """
     if variants < 1:
         raise ValueError(f"variants must be at least 1, got {variants}")
     if not argmax and temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     template = template or load_template()
-    torch_device = pick_device(device)
+    torch_device = pick_device(device, auto_cuda=False)
     config, meshtalk, context, info = _load(str(checkpoint), str(torch_device))
     if config.num_vertices != template.num_vertices:
         raise ValueError(f"the model was trained for {config.num_vertices} vertices, the template has "
@@ -204,7 +206,7 @@ def decode(
     switch, mix or re-bake variants later. own_lips: every variant keeps the mouth it was
     sampled with (to measure how much samples differ there)."""
     template = template or load_template()
-    torch_device = pick_device(device)
+    torch_device = pick_device(device, auto_cuda=False)
     _, meshtalk, _, _ = _load(str(checkpoint), str(torch_device))
     codes = torch.as_tensor(np.asarray(codes), device=torch_device).long()
     return decode_variants(meshtalk, codes, template, lips_from, own_lips)

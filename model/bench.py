@@ -1,4 +1,5 @@
-"""Speed and memory of the audio-to-vertices path: `python -m model.bench [--lengths 10 60 600] [--variants 1 4]`.
+"""Speed and memory of the audio-to-vertices path:
+`python -m model.bench [--lengths 10 60 600] [--variants 1 4] [--device auto|cpu|cuda]`.
 
 Each configuration runs in a fresh process, so its peak resident memory is its own. Prints
 seconds of audio per second of wall time for each stage run on its own (features = log-mel +
@@ -7,7 +8,9 @@ the path `model.animate` takes ("animate": the audio encoder runs a chunk ahead 
 and the decoder a chunk behind it, so the stages overlap; the peak memory is this path's), plus
 the straightforward reference sampling loop at short lengths. Uses the shipped checkpoint, or
 random weights of the default configuration when none is there (speed does not depend on the
-values).
+values). On CUDA the models, log-mel and template live on the GPU, every timer read waits for the
+GPU's queued work, and the peak GPU memory (torch.cuda.max_memory_allocated) is printed beside
+the peak resident memory.
 """
 
 import argparse
@@ -23,7 +26,7 @@ import torch
 
 from .animate import audio_codes, decode_variants, share_lips, speech_to_vertices
 from .audio import SAMPLE_RATE, log_mel, normalize_loudness, num_frames
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, pick_device
 from .config import ModelConfig
 from .context import ContextModel
 from .networks import MeshTalk
@@ -33,12 +36,20 @@ from .template import load_template
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _models():
+def _models(device: torch.device):
     if DEFAULT_CHECKPOINT.is_file():
-        config, meshtalk, context, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+        config, meshtalk, context, _ = load_checkpoint(DEFAULT_CHECKPOINT, device)
         return config, meshtalk, context, "shipped weights"
     config = ModelConfig(num_vertices=load_template().num_vertices)
-    return config, MeshTalk(config).eval(), ContextModel(config).eval(), "random weights, default config"
+    return (config, MeshTalk(config).to(device).eval(), ContextModel(config).to(device).eval(),
+            "random weights, default config")
+
+
+def _clock(device: torch.device) -> float:
+    """Wall time once the work queued on the device has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _speechlike(seconds: float) -> np.ndarray:
@@ -49,44 +60,49 @@ def _speechlike(seconds: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def measure(seconds: float, variants: int, reference: bool) -> dict:
+def measure(seconds: float, variants: int, reference: bool, device: str = "auto") -> dict:
     """One configuration. For the fast sampler, first the path animate() takes, where the stages
     overlap (`speech_to_vertices`; the peak memory is read right after it), then the stages one
     after another for the split."""
-    config, meshtalk, context, weights = _models()
+    device = pick_device(device, auto_cuda=False)
+    config, meshtalk, context, weights = _models(device)
     template = load_template()
+    head = torch.as_tensor(template.vertices, device=device)
     audio = _speechlike(seconds)
     frames = num_frames(len(audio), config.fps)
     result = {"seconds": seconds, "variants": variants, "sampler": "reference" if reference else "fast",
               "weights": weights}
-    # Warm up first (sampler plan, oneDNN kernels, threads), as a loaded model in Blender is.
-    warm_up = log_mel(torch.from_numpy(_speechlike(1.0)))
-    speech_to_vertices(meshtalk, context, warm_up, num_frames(SAMPLE_RATE, config.fps),
-                       torch.as_tensor(template.vertices))
+    # Warm up first (sampler plan, oneDNN or CUDA kernels, threads), as a loaded model in Blender is.
+    warm_up = log_mel(torch.from_numpy(_speechlike(1.0)).to(device))
+    speech_to_vertices(meshtalk, context, warm_up, num_frames(SAMPLE_RATE, config.fps), head)
     if not reference:
-        started = time.perf_counter()
-        mel = log_mel(torch.from_numpy(audio))
-        _, vertices = speech_to_vertices(meshtalk, context, mel, frames, torch.as_tensor(template.vertices), variants,
-                                         generator=torch.Generator().manual_seed(0))
+        started = _clock(device)
+        mel = log_mel(torch.from_numpy(audio).to(device))
+        _, vertices = speech_to_vertices(meshtalk, context, mel, frames, head, variants,
+                                         generator=torch.Generator(device).manual_seed(0))
         share_lips(vertices, template, lips_from=None)
-        result["pipelined_s"] = time.perf_counter() - started
+        result["pipelined_s"] = _clock(device) - started
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device.type == "cuda":
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         del vertices
-    started = time.perf_counter()
-    mel = log_mel(torch.from_numpy(audio))
+    started = _clock(device)
+    mel = log_mel(torch.from_numpy(audio).to(device))
     codes_audio = audio_codes(meshtalk, mel, frames)
-    features = time.perf_counter()
-    generator = torch.Generator().manual_seed(0)
+    features = _clock(device)
+    generator = torch.Generator(device).manual_seed(0)
     if reference:
         codes = sample_codes_reference(context, codes_audio[None].expand(variants, -1, -1), generator=generator)
     else:
         codes = sample_codes(context, codes_audio, variants=variants, generator=generator)
-    sampling = time.perf_counter()
+    sampling = _clock(device)
     decode_variants(meshtalk, codes, template, lips_from=None)
-    decoding = time.perf_counter()
+    decoding = _clock(device)
     result.update(features_s=features - started, sampling_s=sampling - features, decoding_s=decoding - sampling,
                   total_s=decoding - started)
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if device.type == "cuda":
+        result.setdefault("peak_gpu_mb", torch.cuda.max_memory_allocated(device) / 2**20)
     return result
 
 
@@ -96,15 +112,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--reference-lengths", type=float, nargs="*", default=[2, 5, 10],
                         help="lengths at which to time the reference O(T^2 H) loop too (K=1)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure(**json.loads(args.one))))
         return
-    runs = [dict(seconds=s, variants=k, reference=False) for s in args.lengths for k in args.variants]
-    runs += [dict(seconds=s, variants=1, reference=True) for s in args.reference_lengths]
+    try:
+        device = pick_device(args.device, auto_cuda=False)
+    except RuntimeError as error:
+        parser.error(str(error))
+    cuda = device.type == "cuda"
+    runs = [dict(seconds=s, variants=k, reference=False, device=str(device)) for s in args.lengths
+            for k in args.variants]
+    runs += [dict(seconds=s, variants=1, reference=True, device=str(device)) for s in args.reference_lengths]
     print(f"{'audio s':>8} {'K':>2} {'sampler':>9} | {'features':>9} {'sampling':>9} {'decoding':>9} "
-          f"{'in turn':>9} {'animate':>9} (x real time) | {'animate s':>9} {'peak MB':>8}")
+          f"{'in turn':>9} {'animate':>9} (x real time) | {'animate s':>9} {'peak MB':>8}"
+          + (f" {'GPU MB':>8}" if cuda else ""))
     for run in runs:
         out = subprocess.run([sys.executable, "-m", "model.bench", "--one", json.dumps(run)],
                              capture_output=True, text=True, check=True, cwd=ROOT)
@@ -113,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
         speed = lambda s: f"{r['seconds'] / max(s, 1e-9):>9.1f}" if s is not None else " " * 9  # noqa: E731
         print(f"{r['seconds']:>8g} {r['variants']:>2} {r['sampler']:>9} | {speed(r['features_s'])} "
               f"{speed(r['sampling_s'])} {speed(r['decoding_s'])} {speed(r['total_s'])} "
-              f"{speed(r.get('pipelined_s'))}               | {wall:>9.2f} {r['peak_rss_mb']:>8.0f}", flush=True)
-    print(f"weights: {r['weights']}; torch threads: {torch.get_num_threads()}")
+              f"{speed(r.get('pipelined_s'))}               | {wall:>9.2f} {r['peak_rss_mb']:>8.0f}"
+              + (f" {r['peak_gpu_mb']:>8.0f}" if cuda else ""), flush=True)
+    print(f"weights: {r['weights']}; torch threads: {torch.get_num_threads()}"
+          + (f"; {torch.cuda.get_device_name(device)}" if cuda else ""))
 
 
 if __name__ == "__main__":

@@ -35,10 +35,13 @@ def trained_weights(stage_checkpoint: dict) -> dict:
     return stage_checkpoint.get("ema", stage_checkpoint["model"])
 
 
-def pick_device(name: str) -> torch.device:
-    """"auto" picks CUDA when available; asking for CUDA without it is an error."""
+def pick_device(name: str, auto_cuda: bool = True) -> torch.device:
+    """"auto" picks CUDA when available and `auto_cuda`, else the CPU; asking for CUDA without it
+    is an error. Animation passes auto_cuda=False: its sampler is a loop of ~200 tiny operations a
+    frame, which the GPU runs slower than the CPU (on an H100 machine, 60 s of speech animated at
+    8x real time on CUDA and 35x on its 16 CPU cores; `python -m model.bench --device cuda`)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if auto_cuda and torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("CUDA was asked for but is not available; use the CPU device")
     return torch.device(name)

@@ -7,7 +7,7 @@ import torch
 from model.animate import (animate, audio_codes, decode, decode_variants, main, mix_regions, share_lips,
                            speech_to_vertices)
 from model.audio import AudioError, log_mel, write_wav
-from model.checkpoint import CheckpointError, save_checkpoint
+from model.checkpoint import CheckpointError, pick_device, save_checkpoint
 from model.config import ModelConfig
 from model.context import ContextModel
 from model.networks import MeshTalk
@@ -74,6 +74,15 @@ def test_reroll_keeps_given_lips(checkpoint, template):
                     lips_from=first.vertices[0])
     mouth = template.mouth_weights > 0.999
     assert np.allclose(again.vertices[:, :, mouth], first.vertices[0][:, mouth], atol=1e-6)
+
+
+def test_auto_device_animates_on_the_cpu_and_trains_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"  # training
+    assert pick_device("auto", auto_cuda=False).type == "cpu"  # animation: the CPU samples faster
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="use the CPU"):
+        pick_device("cuda")
 
 
 def test_mix_regions_is_a_weighted_blend():

@@ -135,6 +135,14 @@ def test_same_seed_gives_the_same_items(corpus):
     assert [first.segment(i) for i in range(10)] != [other.segment(i) for i in range(10)]
 
 
+def test_worker_processes_give_the_same_batches(corpus):
+    batches = [list(make_loader(corpus, batch_size=3, segment_frames=SEGMENT, augment=ALL_AUGMENTATIONS, seed=2,
+                                num_workers=workers, items_per_epoch=6)) for workers in (0, 2)]
+    for alone, shared in zip(*batches):
+        for key in alone:
+            assert torch.equal(alone[key], shared[key]), key
+
+
 def test_dataset_rejects_segments_longer_than_every_utterance(corpus):
     with pytest.raises(ValueError, match="no utterance"):
         WindowDataset(corpus, segment_frames=10_000)

@@ -378,7 +378,7 @@ def smooth_motion(template, frames, seed=1, basis_size=2):
     return template[:, None] + torch.einsum("btk,kvc->btvc", weights, basis)
 
 
-def overfit(seed=0, steps=100):
+def overfit(seed=0, steps=200):
     """Train MeshTalk on one batch (2 x 8 frames) with Adam: reconstruction losses per step."""
     torch.manual_seed(seed)
     config = ModelConfig(
@@ -406,8 +406,11 @@ def overfit(seed=0, steps=100):
 def test_tiny_overfit():
     start = time.perf_counter()
     losses = overfit()
-    print(f"\noverfit: {losses[0]:.3f} -> {losses[-1]:.3f} mm^2 in {time.perf_counter() - start:.1f} s")
-    assert losses[-1] < losses[0] / 5
+    settled = float(torch.tensor(losses[-10:]).median())  # one step's loss swings with its Gumbel draw
+    print(f"\noverfit: {losses[0]:.3f} -> {settled:.3f} mm^2 in {time.perf_counter() - start:.1f} s")
+    # 100 steps were too few to be sure: torch 2.13 had fit 57x by then, torch 2.11 (an H100
+    # machine's CPU) 3-5x; after 200 steps both had fit over 300x.
+    assert settled < losses[0] / 20
 
 
 def test_lip_gap_loss_sees_the_gap_not_where_the_lips_are():

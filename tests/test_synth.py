@@ -160,7 +160,8 @@ def test_a_festival_speakers_ground_truth_follows_festivals_phones(template):
     assert len(u.weights) == num_frames(len(u.audio), synth.FPS)
     gap = lip_gap_mm(template, template.blend(u.weights))
     bilabials = [(a, b) for symbol, a, b in u.phones if symbol in BILABIALS]
-    assert bilabials and all(gap[min(int(round((a + 0.35 * (b - a)) * synth.FPS)), len(gap) - 1)] < 1.5 for a, b in bilabials)
+    sealed_at = [min(int(round((a + 0.35 * (b - a)) * synth.FPS)), len(gap) - 1) for a, b in bilabials]
+    assert bilabials and all(gap[t] < 1.5 for t in sealed_at)
     speech = [(a, b) for symbol, a, b in u.phones if symbol != "SIL"]
     assert np.abs(u.audio[int(speech[0][0] * SAMPLE_RATE):int(speech[-1][1] * SAMPLE_RATE)]).mean() > 0.005
 

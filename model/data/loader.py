@@ -278,4 +278,10 @@ def make_loader(source: WindowSource, batch_size: int = 8, segment_frames: int =
     multiple of batch_size.
     """
     dataset = WindowDataset(source, segment_frames, past_s, future_s, augment, seed, items_per_epoch)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
+                      worker_init_fn=_one_thread if num_workers > 0 else None)
+
+
+def _one_thread(worker: int) -> None:
+    """A worker's tensors are one item's: torch's thread pool would only fight the other workers."""
+    torch.set_num_threads(1)
