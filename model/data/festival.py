@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import load_audio
-from .real_speech import SILENCE
-from .speech import VOWELS, Phone
+from .speech import SILENCE, VOWELS, Phone
 
 VOICES = {"kal": "voice_kal_diphone", "ked": "voice_ked_diphone", "slt": "voice_cmu_us_slt_arctic_hts"}
 TRAINING_VOICES = ("kal", "ked")  # diphone voices, whose prosody Prosody sets; slt is held out

@@ -279,9 +279,10 @@ def make_loader(source: WindowSource, batch_size: int = 8, segment_frames: int =
     """
     dataset = WindowDataset(source, segment_frames, past_s, future_s, augment, seed, items_per_epoch)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      worker_init_fn=_one_thread if num_workers > 0 else None)
+                      worker_init_fn=one_torch_thread if num_workers > 0 else None)
 
 
-def _one_thread(worker: int) -> None:
-    """A worker's tensors are one item's: torch's thread pool would only fight the other workers."""
+def one_torch_thread(*_) -> None:
+    """A worker process's initializer: its tensors are one item's, and torch's thread pool would
+    only fight the other workers for the cores."""
     torch.set_num_threads(1)
