@@ -13,7 +13,7 @@ from model.config import ModelConfig
 from model.networks import Regressor
 from model.data import synth
 from model.template import load_template
-from model.train import TrainConfig, Trainer, train
+from model.train import TrainConfig, Trainer, main, train
 
 TINY = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_width=32,
             decoder_widths=(32, 16, 8), context_embedding=8)
@@ -90,6 +90,28 @@ def test_resume_continues_from_the_checkpoint(trained, capsys):
     train(longer, config, ["stage1"], None)
     assert "stage1: resuming at step 6" in capsys.readouterr().out
     assert torch.load(run / "stage1.pt", weights_only=True)["step"] == 8
+
+
+def test_fine_tunes_a_shipped_checkpoint(trained, tmp_path):
+    cfg, config, run = trained
+    _, start, start_context, info = load_checkpoint(run / "meshtalk.pt")
+    tuned = replace(cfg, out=str(tmp_path), stage1_steps=2, stage2_steps=2)
+    train(tuned, config, ["stage2"], tmp_path / "prior.pt", init=run / "meshtalk.pt")
+    assert not (tmp_path / "stage1.pt").exists()  # stage 2 alone keeps the checkpoint's MeshTalk
+    _, meshtalk, context, prior_info = load_checkpoint(tmp_path / "prior.pt")
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in meshtalk.state_dict().items())
+    assert any(not torch.equal(v, start_context.state_dict()[k]) for k, v in context.state_dict().items())
+    assert prior_info["model_version"] == info["model_version"] + "+s2_2-seed0"
+    assert torch.load(tmp_path / "stage2.pt", weights_only=True)["step"] == 2  # the fine-tuning's own steps
+    train(tuned, config, ["stage1", "stage2"], tmp_path / "both.pt", init=run / "meshtalk.pt")
+    assert torch.load(tmp_path / "stage1.pt", weights_only=True)["step"] == 2
+    both = load_checkpoint(tmp_path / "both.pt")[3]
+    assert both["model_version"] == info["model_version"] + "+s1_2-s2_2-seed0"
+    # every loss is on from the first step (cfg starts them at steps 3-5): the checkpoint has been through the schedule
+    assert all(both["train_config"][k] == 0 for k in ("lip_from_step", "audio_lip_from_step", "consistency_from_step"))
+    assert both["init"] == str(run / "meshtalk.pt")
+    with pytest.raises(SystemExit, match="model weights not found at .*missing.pt"):
+        main(["--corpus", cfg.corpus, "--out", str(tmp_path), "--init", str(tmp_path / "missing.pt")])
 
 
 def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
