@@ -27,13 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..audio import num_frames
 from . import festival, speech, text
 from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights
 from .corpus import Utterance, write_corpus
 from .identity import speaker_head
-from .loader import one_torch_thread
+from .loader import one_thread
 from .upper_face import MIN_PAUSE_S, UpperFaceStyle, sample_blinks, sample_brow_events, upper_face_weights
 from ..template import Template, load_template
 
@@ -250,8 +251,8 @@ def generate_split(seed: int, split: str, minutes: float, workers: int, progress
     target, total, done = minutes * 60.0, 0.0, []
     batch = 4 * max(workers, 1)
     started = time.time()
-    one_torch_thread()  # resampling, here and in the workers
-    with multiprocessing.get_context("spawn").Pool(workers, one_torch_thread) if workers > 1 else _Serial() as pool:
+    torch.set_num_threads(1)  # resampling, here and (one_thread) in the workers
+    with multiprocessing.get_context("spawn").Pool(workers, one_thread) if workers > 1 else _Serial() as pool:
         index = 0
         while total < target:
             jobs = [(seed, split, i, festival_share) for i in range(index, index + batch)]
