@@ -288,20 +288,26 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, model_config: ModelConfig, stages: list[str], export: Path | None,
+def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str], export: Path | None,
           init: Path | None = None) -> None:
-    """Run `stages` in order; `init`: a shipped checkpoint to fine-tune (its model_config must be
-    `model_config`) instead of a random start."""
-    if init is not None:  # the checkpoint has been through the loss schedule: every loss from step 0
-        cfg = replace(cfg, lip_from_step=0, audio_lip_from_step=0, consistency_from_step=0)
-    trainer = Trainer(cfg, model_config)
-    version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}-seed{cfg.seed}"
+    """Run `stages` in order, from a random start with `model_config`'s architecture, or from the
+    shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused)."""
     if init is not None:
-        _, meshtalk, context, info = load_checkpoint(init, trainer.device)
+        model_config, meshtalk, context, info = load_checkpoint(init)
+        template_vertices = load_template().num_vertices
+        if model_config.num_vertices != template_vertices:
+            raise CheckpointError(f"{init} was trained for {model_config.num_vertices} vertices, the template has "
+                                  f"{template_vertices}")
         tuned = f"s1_{cfg.stage1_steps}-" if "stage1" in stages else ""
         version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}-seed{cfg.seed}"
         print(f"fine-tuning {init} ({info['model_version']})")
+        # the checkpoint has been through the loss schedule: every loss from step 0
+        cfg = replace(cfg, lip_from_step=0, audio_lip_from_step=0, consistency_from_step=0)
+    trainer = Trainer(cfg, model_config)
+    if init is not None:
+        meshtalk, context = meshtalk.to(trainer.device), context.to(trainer.device)
     else:
+        version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}-seed{cfg.seed}"
         meshtalk, context = MeshTalk(model_config).to(trainer.device), None
         if "stage1" in stages or "stage2" in stages:
             trainer.set_statistics(meshtalk)
@@ -342,17 +348,11 @@ def main(argv: list[str] | None = None) -> None:
     stage, export, init = args.pop("stage"), args.pop("export"), args.pop("init")
     cfg = replace(defaults, **args)
     stages = list(STAGES) if stage == "all" else [stage]
-    model_config = ModelConfig(num_vertices=load_template().num_vertices)
-    if init is not None:
-        try:
-            model_config = load_checkpoint(init)[0]
-        except CheckpointError as error:
-            raise SystemExit(str(error)) from error
-        if model_config.num_vertices != load_template().num_vertices:
-            raise SystemExit(f"{init} was trained for {model_config.num_vertices} vertices, the template has "
-                             f"{load_template().num_vertices}")
-    train(cfg, model_config, stages, export, init)
-
+    model_config = None if init is not None else ModelConfig(num_vertices=load_template().num_vertices)
+    try:
+        train(cfg, model_config, stages, export, init)
+    except CheckpointError as error:
+        raise SystemExit(str(error)) from error
 
 if __name__ == "__main__":
     main()
