@@ -20,6 +20,8 @@ it. At the end the shipped checkpoint is written (`--export`, default weights/me
 `--init CHECKPOINT` starts from a shipped checkpoint's weights (its architecture and feature
 statistics too) instead of a random start, with a fresh optimiser; the step counts are then the
 fine-tuning's own, and `--stage stage2` alone keeps its MeshTalk as it is and tunes the prior.
+`--past-s` / `--future-s` set the audio window, for a fresh run or, with `--init`, to fine-tune a
+checkpoint to a new one (stage 1 must then be tuned too: the audio codes change).
 Checkpoints hold only tensors and plain values: they load with torch.load(weights_only=True).
 """
 
@@ -151,7 +153,8 @@ class Trainer:
         epoch = 0
         while True:
             loader = make_loader(source, self.cfg.batch_size, frames, Augment(enabled=augment),
-                                 seed=seed * 100_003 + epoch, num_workers=self.loader_workers)
+                                 seed=seed * 100_003 + epoch, num_workers=self.loader_workers,
+                                 past_s=self.model_config.past_s, future_s=self.model_config.future_s)
             for batch in loader:
                 if len(batch["audio"]) == self.cfg.batch_size:
                     yield {k: v.to(self.device) for k, v in batch.items()}
@@ -289,17 +292,26 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str], export: Path | None,
-          init: Path | None = None) -> None:
+          init: Path | None = None, window: dict[str, float] | None = None) -> None:
     """Run `stages` in order, from a random start with `model_config`'s architecture, or from the
-    shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused)."""
+    shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused). `window`
+    ({"past_s": s, "future_s": s}, either or both) changes a fine-tuned checkpoint's audio window:
+    the audio encoder takes windows of any length (its convolutions keep the length, then it
+    averages over time), so it adapts to a wider one."""
     if init is not None:
         model_config, meshtalk, context, info = load_checkpoint(init)
         template_vertices = load_template().num_vertices
         if model_config.num_vertices != template_vertices:
             raise CheckpointError(f"{init} was trained for {model_config.num_vertices} vertices, the template has "
                                   f"{template_vertices}")
+        if window and "stage1" not in stages:
+            raise CheckpointError("a new audio window changes the audio codes: fine-tune stage 1 with it "
+                                  "(--stage all or stage1)")
+        model_config = replace(model_config, **(window or {}))
+        meshtalk.config = context.config = model_config
         tuned = f"s1_{cfg.stage1_steps}-" if "stage1" in stages else ""
-        version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}-seed{cfg.seed}"
+        widened = "".join(f"-{k[:-2]}{round(v * 1000)}ms" for k, v in sorted((window or {}).items()))
+        version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         print(f"fine-tuning {init} ({info['model_version']})")
         # the checkpoint has been through the loss schedule: every loss from step 0
         cfg = replace(cfg, lip_from_step=0, audio_lip_from_step=0, consistency_from_step=0)
@@ -344,13 +356,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="all = stage1 + stage2 (+ export) + regressor")
     parser.add_argument("--export", type=Path, default=DEFAULT_CHECKPOINT, help="shipped checkpoint to write")
     parser.add_argument("--init", type=Path, help="fine-tune this shipped checkpoint instead of starting at random")
+    parser.add_argument("--past-s", type=float, help="audio context before each frame, s (default: the model's)")
+    parser.add_argument("--future-s", type=float, help="audio context after each frame, s (default: the model's)")
     args = vars(parser.parse_args(argv))
     stage, export, init = args.pop("stage"), args.pop("export"), args.pop("init")
+    window = {k: v for k in ("past_s", "future_s") if (v := args.pop(k)) is not None}
     cfg = replace(defaults, **args)
     stages = list(STAGES) if stage == "all" else [stage]
-    model_config = None if init is not None else ModelConfig(num_vertices=load_template().num_vertices)
+    model_config = None if init is not None else replace(ModelConfig(num_vertices=load_template().num_vertices),
+                                                         **window)
     try:
-        train(cfg, model_config, stages, export, init)
+        train(cfg, model_config, stages, export, init, window if init is not None else None)
     except CheckpointError as error:
         raise SystemExit(str(error)) from error
 

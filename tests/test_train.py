@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model import bench, evaluate
-from model.checkpoint import load_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint
 from model.config import ModelConfig
 from model.networks import Regressor
 from model.data import synth
@@ -112,6 +112,27 @@ def test_fine_tunes_a_shipped_checkpoint(trained, tmp_path):
     assert both["init"] == str(run / "meshtalk.pt")
     with pytest.raises(SystemExit, match="model weights not found at .*missing.pt"):
         main(["--corpus", cfg.corpus, "--out", str(tmp_path), "--init", str(tmp_path / "missing.pt")])
+
+
+def test_fine_tuning_widens_the_audio_window(trained, tmp_path):
+    cfg, config, run = trained
+    _, _, _, info = load_checkpoint(run / "meshtalk.pt")
+    tuned = replace(cfg, out=str(tmp_path), stage1_steps=2, stage2_steps=2)
+    with pytest.raises(CheckpointError, match="fine-tune stage 1"):  # the prior alone cannot follow new codes
+        train(tuned, config, ["stage2"], tmp_path / "prior.pt", init=run / "meshtalk.pt", window={"future_s": 0.2})
+    main(["--corpus", cfg.corpus, "--out", str(tmp_path / "cli"), "--init", str(run / "meshtalk.pt"),
+          "--future-s", "0.2", "--stage", "stage1", "--stage1-steps", "1", "--batch-size", "2", "--segment-frames", "8",
+          "--validation-batches", "1"])
+    assert torch.load(tmp_path / "cli" / "stage1.pt", weights_only=True)["step"] == 1
+    train(tuned, config, ["stage1", "stage2"], tmp_path / "wide.pt", init=run / "meshtalk.pt",
+          window={"future_s": 0.2})
+    wide_config, meshtalk, _, wide_info = load_checkpoint(tmp_path / "wide.pt")
+    assert wide_config == replace(config, future_s=0.2) and meshtalk.config.audio_window == config.audio_window + 10
+    assert wide_info["model_version"] == info["model_version"] + "+s1_2-s2_2-future200ms-seed0"
+    # training batches are cut with the model's window, not the front end's default
+    trainer = Trainer(tuned, wide_config)
+    batch = next(trainer.batches(trainer.val_data, 8, seed=0, augment=False))
+    assert batch["audio"].shape[2] == wide_config.audio_window
 
 
 def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
