@@ -11,7 +11,8 @@ the data itself (the utterance regenerated with fresh draws of its motion that d
 speech: model/data/synth.py, `redraw_free_motion`). The "phone oracle" row is no model: it is
 the corpus generator's own lower face from the utterance's true phones and loudness, in the
 default articulation style rather than the (unseen) speaker's, with a still upper face: how well
-lips can score from everything the audio carries (`lower_face_in_style`). With `--real`
+lips can score from everything the audio carries (`lower_face_in_style`); "phone oracle, N ms
+ahead" knows at each frame only the phones begun within the model's future audio window (N ms). With `--real`
 (clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
 ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
 and how the mouth's opening follows the speech envelope (scored on the split too, for every
@@ -32,7 +33,7 @@ import torch
 from . import metrics
 from .animate import animate, decode
 from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
-from .checkpoint import DEFAULT_CHECKPOINT, trained_weights
+from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, trained_weights
 from .config import ModelConfig
 from .data.corpus import load_corpus
 from .data.coarticulation import ArticulationStyle
@@ -93,7 +94,10 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     corpus = load_corpus(corpus_dir / f"{split}.npz", template)
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
-    methods = ["static template", "phone oracle"] + (["regressor"] if regressor else []) + ["MeshTalk (variant 0)"]
+    lookahead_s = load_checkpoint(checkpoint)[0].future_s
+    ahead = f"phone oracle, {round(lookahead_s * 1000)} ms ahead"
+    methods = (["static template", "phone oracle", ahead] + (["regressor"] if regressor else [])
+               + ["MeshTalk (variant 0)"])
     rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}, "openings": []} for m in methods}
     gt_blinks, seconds, diversity, example = 0, 0.0, [], None
     gt_openings, envelopes = [], []
@@ -104,9 +108,10 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         speaker = replace(template, vertices=head)
         anim = animate(audio, variants=variants, seed=u, checkpoint=checkpoint, template=speaker, device="cpu")
         n = min(len(truth), anim.vertices.shape[1])
-        oracle = _regenerated(lower_face_in_style(corpus.seed, split, u, ArticulationStyle()), corpus, u)
-        predictions = {"static template": np.repeat(head[None], n, axis=0),
-                       "phone oracle": speaker.blend(oracle)[:n], "MeshTalk (variant 0)": anim.vertices[0, :n]}
+        oracle, oracle_ahead = (_regenerated(lower_face_in_style(corpus.seed, split, u, ArticulationStyle(), ahead_s),
+                                             corpus, u) for ahead_s in (None, lookahead_s))
+        predictions = {"static template": np.repeat(head[None], n, axis=0), "phone oracle": speaker.blend(oracle)[:n],
+                       ahead: speaker.blend(oracle_ahead)[:n], "MeshTalk (variant 0)": anim.vertices[0, :n]}
         if regressor:
             predictions["regressor"] = _regress(regressor, audio, len(truth), head)[:n]
         truth = truth[:n]

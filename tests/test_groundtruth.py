@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model.data.coarticulation import (BILABIALS, TARGETS, ArticulationStyle, loudness_envelope,
-                                       lower_face_weights)
+                                       lower_face_weights, lower_face_weights_ahead)
 from model.data.identity import speaker_head
 from model.data.upper_face import (BLINK_CLOSE_S, BLINK_OPEN_S, BLINK_RATE_PER_MIN, UpperFaceStyle, pause_mask,
                                    sample_blinks, sample_brow_events, upper_face_weights)
@@ -44,6 +44,23 @@ def lip_gap_mm(template, vertices):
 
 def frames_of(phones):
     return np.arange(int(phones[-1][2] * FPS) + 1) / FPS
+
+
+def test_lookahead_limits_what_the_lips_anticipate():
+    phones = [("SIL", 0.0, 0.3), ("AA", 0.3, 0.6), ("M", 0.6, 0.7), ("AA", 0.7, 1.0), ("SIL", 1.0, 1.3)]
+    times, loudness, style = frames_of(phones), np.ones(40), ArticulationStyle(lead=0.06)
+    full = lower_face_weights(phones, times, loudness, style)
+    # knowing the whole utterance is the full model; phones begun by t + lookahead only see less
+    assert np.allclose(lower_face_weights_ahead(phones, times, loudness, style, 10.0), full)
+    ahead = lower_face_weights_ahead(phones, times, loudness, style, 0.05)
+    close = ARKIT_INDEX["mouthClose"]
+    # the seal starts lead + ramp (100 ms) before the M: full knowledge closes at 0.55 s, 50 ms of lookahead cannot
+    frame = round(0.55 * FPS)
+    assert full[frame, close] > 0.1 and ahead[frame, close] == 0
+    assert ahead[round(0.6 * FPS): round(0.7 * FPS), close].max() > 0.1  # it seals once the M is heard
+    # once the last phone (the pause from 1.0 s) has begun within the lookahead, every phone is known
+    known = times + 0.05 > 1.0
+    assert known.sum() > 5 and np.allclose(ahead[known], full[known])
 
 
 @pytest.mark.parametrize("seed", range(6))

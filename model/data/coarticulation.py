@@ -177,3 +177,14 @@ def lower_face_weights(phones: list[tuple[str, float, float]], times: np.ndarray
         w[:, ARKIT_INDEX["mouthStretch" + side]] = gain * 0.6 * spread
         w[:, ARKIT_INDEX["mouthSmile" + side]] = gain * 0.25 * spread
     return np.clip(w, 0.0, 1.0)
+
+
+def lower_face_weights_ahead(phones: list[tuple[str, float, float]], times: np.ndarray, loudness: np.ndarray,
+                             style: ArticulationStyle, lookahead_s: float) -> np.ndarray:
+    """`lower_face_weights` at each time t from only the phones that have begun by t + lookahead_s:
+    what a listener with that much future audio, who recognised every phone perfectly, could know
+    (a little more: a phone that has begun counts with its true end). ARKit weights [T, 52]."""
+    starts = np.array([start for _, start, _ in phones])
+    return np.stack([lower_face_weights(phones[: max(1, int(np.searchsorted(starts, t + lookahead_s)))],
+                                        times[i : i + 1], loudness[i : i + 1], style)[0]
+                     for i, t in enumerate(times)]) if len(times) else np.zeros((0, len(ARKIT_INDEX)))

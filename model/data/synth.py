@@ -31,7 +31,7 @@ import torch
 
 from ..audio import num_frames
 from . import festival, speech, text
-from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights
+from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights, lower_face_weights_ahead
 from .corpus import Utterance, write_corpus
 from .identity import speaker_head
 from .loader import one_thread
@@ -232,12 +232,16 @@ def redraw_free_motion(seed: int, split: str, index: int, draws: int) -> np.ndar
     return np.stack([_with_free_motion(part, _rng(seed, split, "redraw", index, k))[0] for k in range(draws)])
 
 
-def lower_face_in_style(seed: int, split: str, index: int, style: ArticulationStyle) -> np.ndarray:
+def lower_face_in_style(seed: int, split: str, index: int, style: ArticulationStyle,
+                        lookahead_s: float | None = None) -> np.ndarray:
     """ARKit weights [T, 52] of utterance `index`'s speech-driven lower face (no free motion) as a
     speaker with articulation `style` would move it: from the exact phones and loudness, so a
-    yardstick for lip sync that knows everything the audio carries but not the speaker's style."""
+    yardstick for lip sync that knows everything the audio carries but not the speaker's style.
+    With `lookahead_s`, each frame knows only the phones begun by then (`lower_face_weights_ahead`)."""
     part = _speech_part(seed, split, index)
-    return np.clip(lower_face_weights(part.phones, part.times, part.loudness, style), 0.0, 1.0).astype(np.float32)
+    weights = (lower_face_weights(part.phones, part.times, part.loudness, style) if lookahead_s is None else
+               lower_face_weights_ahead(part.phones, part.times, part.loudness, style, lookahead_s))
+    return np.clip(weights, 0.0, 1.0).astype(np.float32)
 
 
 def _generate_job(job: tuple[int, str, int, float]) -> Generated:
