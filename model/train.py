@@ -197,6 +197,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
+    def check_resumable(self, path: Path, saved: ModelConfig) -> None:
+        """Refuse to resume a stage saved with another architecture or audio window: the weights may
+        load (the audio encoder takes any window length) and then train on inputs they never saw."""
+        changed = [k for k, v in saved.to_dict().items() if getattr(self.model_config, k) != v]
+        if changed:
+            was = ", ".join(f"{k}={getattr(saved, k)}" for k in changed)
+            now = ", ".join(f"{k}={getattr(self.model_config, k)}" for k in changed)
+            raise CheckpointError(f"{path} was trained with {was} but this run asks for {now}: resume with the "
+                                  "same options, or pass another --out")
+
     def run_stage(self, stage: str, net: torch.nn.Module, steps: int, loss_fn, frames: int) -> None:
         path = self.out / f"{stage}.pt"
         optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.cfg.learning_rate)
@@ -204,6 +214,7 @@ class Trainer:
         average = copy.deepcopy(net).requires_grad_(False)  # the EMA of net's weights
         if path.exists():
             state = torch.load(path, map_location=self.device, weights_only=True)
+            self.check_resumable(path, ModelConfig.from_dict(json.loads(state["model_config"])))
             net.load_state_dict(state["model"])
             average.load_state_dict(trained_weights(state))
             optimiser.load_state_dict(state["optimizer"])

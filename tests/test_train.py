@@ -124,6 +124,9 @@ def test_fine_tuning_widens_the_audio_window(trained, tmp_path):
           "--future-s", "0.2", "--stage", "stage1", "--stage1-steps", "1", "--batch-size", "2", "--segment-frames", "8",
           "--validation-batches", "1"])
     assert torch.load(tmp_path / "cli" / "stage1.pt", weights_only=True)["step"] == 1
+    with pytest.raises(SystemExit, match="trained with future_s=0.2 but this run asks for future_s=0.1"):
+        main(["--corpus", cfg.corpus, "--out", str(tmp_path / "cli"), "--init", str(run / "meshtalk.pt"),
+              "--stage", "stage1", "--stage1-steps", "2"])  # resuming without the window it was started with
     train(tuned, config, ["stage1", "stage2"], tmp_path / "wide.pt", init=run / "meshtalk.pt",
           window={"future_s": 0.2})
     wide_config, meshtalk, _, wide_info = load_checkpoint(tmp_path / "wide.pt")
