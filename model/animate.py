@@ -47,7 +47,8 @@ class Animation:
 
 
 @lru_cache(maxsize=2)
-def _load(checkpoint: str, device: str):
+def cached_checkpoint(checkpoint: str, device: str):
+    """`load_checkpoint(checkpoint, device)`, read once per (path, device) and process."""
     return load_checkpoint(checkpoint, device)
 
 
@@ -150,7 +151,7 @@ def animate(
         raise ValueError(f"temperature must be positive, got {temperature}")
     template = template or load_template()
     torch_device = pick_device(device, auto_cuda=False)
-    config, meshtalk, context, info = _load(str(checkpoint), str(torch_device))
+    config, meshtalk, context, info = cached_checkpoint(str(checkpoint), str(torch_device))
     if config.num_vertices != template.num_vertices:
         raise ValueError(f"the model was trained for {config.num_vertices} vertices, the template has "
                          f"{template.num_vertices}")
@@ -207,7 +208,7 @@ def decode(
     sampled with (to measure how much samples differ there)."""
     template = template or load_template()
     torch_device = pick_device(device, auto_cuda=False)
-    _, meshtalk, _, _ = _load(str(checkpoint), str(torch_device))
+    _, meshtalk, _, _ = cached_checkpoint(str(checkpoint), str(torch_device))
     codes = torch.as_tensor(np.asarray(codes), device=torch_device).long()
     return decode_variants(meshtalk, codes, template, lips_from, own_lips)
 

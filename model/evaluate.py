@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from . import metrics
-from .animate import animate, decode
+from .animate import animate, cached_checkpoint, decode
 from .audio import SAMPLE_RATE, frame_windows, log_mel, normalize_loudness
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, trained_weights
+from .checkpoint import DEFAULT_CHECKPOINT, trained_weights
 from .config import ModelConfig
 from .data.corpus import load_corpus
 from .data.coarticulation import ArticulationStyle
@@ -94,7 +94,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     corpus = load_corpus(corpus_dir / f"{split}.npz", template)
     lips, upper = metrics.lip_vertices(template), template.upper_face_weights > 0.5
     regressor = _regressor(run)
-    lookahead_s = load_checkpoint(checkpoint)[0].future_s
+    lookahead_s = cached_checkpoint(str(checkpoint), "cpu")[0].future_s  # animate below reuses it
     ahead = f"phone oracle, {round(lookahead_s * 1000)} ms ahead"
     methods = (["static template", "phone oracle", ahead] + (["regressor"] if regressor else [])
                + ["MeshTalk (variant 0)"])

@@ -306,9 +306,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str],
           init: Path | None = None, window: dict[str, float] | None = None) -> None:
     """Run `stages` in order, from a random start with `model_config`'s architecture, or from the
     shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused). `window`
-    ({"past_s": s, "future_s": s}, either or both) changes a fine-tuned checkpoint's audio window:
-    the audio encoder takes windows of any length (its convolutions keep the length, then it
-    averages over time), so it adapts to a wider one."""
+    ({"past_s": s, "future_s": s}, either or both) replaces that architecture's audio window; the
+    audio encoder takes windows of any length (its convolutions keep the length, then it averages
+    over time), so a fine-tuned checkpoint adapts to a wider one."""
     if init is not None:
         model_config, meshtalk, context, info = load_checkpoint(init)
         template_vertices = load_template().num_vertices
@@ -318,16 +318,16 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str],
         if window and "stage1" not in stages:
             raise CheckpointError("a new audio window changes the audio codes: fine-tune stage 1 with it "
                                   "(--stage all or stage1)")
-        model_config = replace(model_config, **(window or {}))
-        meshtalk.config = context.config = model_config
         tuned = f"s1_{cfg.stage1_steps}-" if "stage1" in stages else ""
         widened = "".join(f"-{k[:-2]}{round(v * 1000)}ms" for k, v in sorted((window or {}).items()))
         version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         print(f"fine-tuning {init} ({info['model_version']})")
         # the checkpoint has been through the loss schedule: every loss from step 0
         cfg = replace(cfg, lip_from_step=0, audio_lip_from_step=0, consistency_from_step=0)
+    model_config = replace(model_config, **(window or {}))
     trainer = Trainer(cfg, model_config)
     if init is not None:
+        meshtalk.config = context.config = model_config
         meshtalk, context = meshtalk.to(trainer.device), context.to(trainer.device)
     else:
         version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}-seed{cfg.seed}"
@@ -374,10 +374,9 @@ def main(argv: list[str] | None = None) -> None:
     window = {k: v for k in ("past_s", "future_s") if (v := args.pop(k)) is not None}
     cfg = replace(defaults, **args)
     stages = list(STAGES) if stage == "all" else [stage]
-    model_config = None if init is not None else replace(ModelConfig(num_vertices=load_template().num_vertices),
-                                                         **window)
+    model_config = None if init is not None else ModelConfig(num_vertices=load_template().num_vertices)
     try:
-        train(cfg, model_config, stages, export, init, window if init is not None else None)
+        train(cfg, model_config, stages, export, init, window)
     except CheckpointError as error:
         raise SystemExit(str(error)) from error
 
