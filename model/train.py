@@ -309,6 +309,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str],
     ({"past_s": s, "future_s": s}, either or both) replaces that architecture's audio window; the
     audio encoder takes windows of any length (its convolutions keep the length, then it averages
     over time), so a fine-tuned checkpoint adapts to a wider one."""
+    widened = "".join(f"-{k[:-2]}{round(v * 1000)}ms" for k, v in sorted((window or {}).items()))
     if init is not None:
         model_config, meshtalk, context, info = load_checkpoint(init)
         template_vertices = load_template().num_vertices
@@ -319,7 +320,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str],
             raise CheckpointError("a new audio window changes the audio codes: fine-tune stage 1 with it "
                                   "(--stage all or stage1)")
         tuned = f"s1_{cfg.stage1_steps}-" if "stage1" in stages else ""
-        widened = "".join(f"-{k[:-2]}{round(v * 1000)}ms" for k, v in sorted((window or {}).items()))
         version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         print(f"fine-tuning {init} ({info['model_version']})")
         # the checkpoint has been through the loss schedule: every loss from step 0
@@ -330,7 +330,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str],
         meshtalk.config = context.config = model_config
         meshtalk, context = meshtalk.to(trainer.device), context.to(trainer.device)
     else:
-        version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}-seed{cfg.seed}"
+        version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         meshtalk, context = MeshTalk(model_config).to(trainer.device), None
         if "stage1" in stages or "stage2" in stages:
             trainer.set_statistics(meshtalk)
