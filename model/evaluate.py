@@ -75,8 +75,21 @@ def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
     return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
 
 
+def _with_closure_interval(counts: dict[str, tuple[int, int]], events: int) -> dict[str, float | list | None]:
+    """_percentages plus closure_ci95_pct: [low, high] %, the Wilson interval of the closure rate
+    over the `events` p/b/m events it pools (draws of the same events count once); None for none."""
+    scores = _percentages(counts)
+    interval = None
+    if events:
+        hits, total = counts["closure"]
+        interval = [round(100 * x, 1) for x in metrics.wilson_interval(hits / total, events)]
+    return {"closure_pct": scores.pop("closure_pct"), "closure_ci95_pct": interval, **scores}
+
+
 def _cell(value) -> str:
-    """A markdown table cell: n/a for a score that does not apply (None)."""
+    """A markdown table cell: n/a for a score that does not apply (None), low-high for an interval."""
+    if isinstance(value, list):
+        return "-".join(map(str, value))
     return "n/a" if value is None else str(value)
 
 
@@ -160,9 +173,10 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
 
 
 def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: int = 4) -> dict:
-    """Lip-sync scores on real speech (no meshes): {method: {closure_pct, opening_pct, rest_pct,
-    envelope_r, envelope_lag_ms}}. MeshTalk's variant 0 is drawn with `seeds` seeds per clip
-    (clip index + 1000 * s) and its scores pool them: the clips hold few events."""
+    """Lip-sync scores on real speech (no meshes): {method: {closure_pct, closure_ci95_pct,
+    opening_pct, rest_pct, envelope_r, envelope_lag_ms}}. MeshTalk's variant 0 is drawn with
+    `seeds` seeds per clip (clip index + 1000 * s) and its scores pool them: the clips hold few
+    events."""
     template = load_template()
     regressor = _regressor(run)
     sync: dict[str, dict[str, tuple[int, int]]] = {}
@@ -184,18 +198,19 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
                 envelopes.setdefault(method, []).append(envelope)
         example = example or (name, {m: preds[0] for m, preds in predictions.items()}, phones, fps)
     seconds = sum(len(audio) for _, audio, _ in clips) / SAMPLE_RATE
+    # every draw of a clip meets the same events: MeshTalk's totals are `seeds` times the clips'
+    events = {k: t // seeds for k, (_, t) in sync["MeshTalk (variant 0)"].items()}
     summary = {"clips": len(clips), "seconds": round(seconds, 1), "seeds": seeds, "methods": {
-        m: {**_percentages(s),
+        m: {**_with_closure_interval(s, events["closure"]),
             **{f"envelope_{k}": v for k, v in metrics.envelope_correlation(openings[m], envelopes[m], fps).items()
                if k != "r_at_0"}}
         for m, s in sync.items()},
-        # every draw of a clip meets the same events: MeshTalk's totals are `seeds` times the clips'
-        "events": {k: t // seeds for k, (_, t) in sync["MeshTalk (variant 0)"].items()}}
+        "events": events}
     lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
              f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events); MeshTalk pooled over "
-             f"{seeds} seeds per clip.", "",
-             "| method | closure_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"{seeds} seeds per clip; closure_ci95_pct is the closure rate's 95 % interval over the events.", "",
+             "| method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {m} | " + " | ".join(map(_cell, v.values())) + " |"
               for m, v in summary["methods"].items()]
     out.mkdir(parents=True, exist_ok=True)
@@ -208,7 +223,8 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
                       limit: int | None = None) -> dict:
     """Lip sync on the split's sentences spoken by Festival voices (model/data/festival.py), scored
     against Festival's own phone timing: {"voices": {voice: {method: {closure_pct, opening_pct,
-    rest_pct}}}, "events": {voice: {kind: count}}}. MeshTalk is sampled with seed = utterance index."""
+    closure_ci95_pct, rest_pct}}}, "events": {voice: {kind: count}}}. MeshTalk is sampled with seed = utterance
+    index."""
     template = load_template()
     texts = load_corpus(corpus_dir / f"{split}.npz", template).texts
     texts = texts if limit is None else texts[:limit]
@@ -225,11 +241,13 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
                 predictions["regressor"] = _regress(regressor, audio, anim.vertices.shape[1], template.vertices)
             for method, pred in predictions.items():
                 _add_sync(sync.setdefault(method, {}), metrics.lip_sync_scores(pred, anim.fps, phones, template))
-        summary["voices"][voice] = {m: _percentages(counts) for m, counts in sync.items()}
         summary["events"][voice] = {k: t for k, (_, t) in next(iter(sync.values())).items()}
+        closures = summary["events"][voice]["closure"]
+        summary["voices"][voice] = {m: _with_closure_interval(counts, closures) for m, counts in sync.items()}
     lines = [f"Festival voices speaking the `{split}` split's {len(texts)} sentences, scored against Festival's "
-             "phone timing.", "", "| voice | method | closure_pct | opening_pct | rest_pct | events |",
-             "|---|---|---:|---:|---:|---|"]
+             "phone timing; closure_ci95_pct is the closure rate's 95 % interval over the events.", "",
+             "| voice | method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | events |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for voice, methods in summary["voices"].items():
         events = ", ".join(f"{t} {k}" for k, t in summary["events"][voice].items())
         lines += [f"| {voice} | {m} | " + " | ".join(map(_cell, v.values())) + f" | {events} |"

@@ -10,6 +10,7 @@
 - Lip sync from the audio alone: how the mouth's opening correlates with the speech envelope,
   and at which lag.
 - Blink rate, and the diversity of sampled variants on the upper face versus the mouth.
+- How far a hit rate over few events can be trusted: its Wilson score interval.
 """
 
 import numpy as np
@@ -29,6 +30,18 @@ BILABIAL_SLACK_S = 0.1  # closure may come up to this early (anticipation)
 REST_AFTER_S, REST_BEFORE_S, MIN_REST_WINDOW_S = 0.1, 0.2, 0.1
 ENVELOPE_WINDOW_S = 0.04  # the speech envelope at a frame: RMS amplitude over this window around it
 MAX_LAG_S = 0.2  # envelope correlation: lags searched on either side of 0
+
+
+def wilson_interval(rate: float, events: int, z: float = 1.96) -> tuple[float, float]:
+    """(low, high) share, both in [0, 1], around an observed hit `rate` over `events` independent
+    trials: the Wilson score interval, 95 % at the default z. Unlike rate +- z * stderr it stays
+    inside [0, 1] and is not empty at a rate of 0 or 1."""
+    if events <= 0:
+        raise ValueError(f"an interval needs at least one event, got {events}")
+    shrink = 1.0 + z * z / events
+    centre = (rate + z * z / (2 * events)) / shrink
+    half = z * np.sqrt(rate * (1.0 - rate) / events + z * z / (4 * events * events)) / shrink
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
 
 
 def lip_vertices(template: Template) -> np.ndarray:

@@ -44,11 +44,13 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
     # Events are the clips' own, however many draws are pooled.
     assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2} and summary["seeds"] == 3
     # A mouth that never moves has no correlation with the envelope: n/a, not a number.
-    assert summary["methods"] == {"MeshTalk (variant 0)": {"closure_pct": 100.0, "opening_pct": 0.0,
-                                                           "rest_pct": 100.0, "envelope_r": None,
+    # The closure interval is over the 2 events, not the 6 draws of them (Wilson: 34.2-100 %).
+    assert summary["methods"] == {"MeshTalk (variant 0)": {"closure_pct": 100.0, "closure_ci95_pct": [34.2, 100.0],
+                                                           "opening_pct": 0.0, "rest_pct": 100.0, "envelope_r": None,
                                                            "envelope_lag_ms": None}}
     table = (tmp_path / "out" / "real_speech.md").read_text()
-    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | 100.0 | n/a | n/a |" in table and "pooled over 3 seeds" in table
+    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | 100.0 | n/a | n/a |" in table
+    assert "pooled over 3 seeds" in table
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
 
 
@@ -59,4 +61,4 @@ def test_evaluate_real_scores_a_kind_without_events_as_not_applicable(tmp_path):
     assert summary["events"] == {"closure": 2, "opening": 1, "rest": 0}
     assert summary["methods"]["MeshTalk (variant 0)"]["rest_pct"] is None
     table = (tmp_path / "out" / "real_speech.md").read_text()
-    assert "| MeshTalk (variant 0) | 100.0 | 0.0 | n/a | n/a | n/a |" in table
+    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | n/a | n/a | n/a |" in table

@@ -113,3 +113,14 @@ def test_generated_mouth_follows_the_speech_envelope(utterances, template):
     assert result["r"] > 0.4 and abs(result["lag_ms"]) <= 100
     shuffled = metrics.envelope_correlation(openings, envelopes[1:] + envelopes[:1], 30.0)
     assert shuffled["r"] < result["r"] - 0.3
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe (1998), Statistics in Medicine 17:857, table I, method 3 (Wilson score, no continuity correction)
+    for hits, events, published in ((81, 263, (0.2553, 0.3662)), (15, 148, (0.0624, 0.1605)), (0, 20, (0.0, 0.1611)),
+                                    (1, 29, (0.0061, 0.1718))):
+        assert metrics.wilson_interval(hits / events, events) == pytest.approx(published, abs=1e-4)
+    low, high = metrics.wilson_interval(0.345, 29)
+    assert low < 0.345 < high and metrics.wilson_interval(0.345, 290)[1] - 0.345 < high - 0.345  # more events, narrower
+    with pytest.raises(ValueError, match="at least one event"):
+        metrics.wilson_interval(0.5, 0)

@@ -197,6 +197,8 @@ def test_festival_evaluation_scores_each_voice(trained, corpus, tmp_path):
     assert set(summary["voices"]["kal"]) == {"regressor", "MeshTalk (variant 0)"}
     assert sum(summary["events"]["kal"].values()) > 0
     for scores in summary["voices"]["kal"].values():
+        interval = scores.pop("closure_ci95_pct")
+        assert interval is None or 0 <= interval[0] <= scores["closure_pct"] <= interval[1] <= 100
         assert all(v is None or 0 <= v <= 100 for v in scores.values())
     assert "| kal | MeshTalk (variant 0) |" in (tmp_path / "festival.md").read_text()
 
