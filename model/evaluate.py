@@ -75,14 +75,15 @@ def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
     return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
 
 
+_INTERVAL_NOTE = "closure_ci95_pct is the closure rate's 95 % interval over the events."
+
+
 def _with_closure_interval(counts: dict[str, tuple[int, int]], events: int) -> dict[str, float | list | None]:
     """_percentages plus closure_ci95_pct: [low, high] %, the Wilson interval of the closure rate
     over the `events` p/b/m events it pools (draws of the same events count once); None for none."""
+    hits, total = counts["closure"]
+    interval = [round(100 * x, 1) for x in metrics.wilson_interval(hits / total, events)] if events else None
     scores = _percentages(counts)
-    interval = None
-    if events:
-        hits, total = counts["closure"]
-        interval = [round(100 * x, 1) for x in metrics.wilson_interval(hits / total, events)]
     return {"closure_pct": scores.pop("closure_pct"), "closure_ci95_pct": interval, **scores}
 
 
@@ -208,7 +209,7 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
         "events": events}
     lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
              f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events); MeshTalk pooled over "
-             f"{seeds} seeds per clip; closure_ci95_pct is the closure rate's 95 % interval over the events.", "",
+             f"{seeds} seeds per clip; {_INTERVAL_NOTE}", "",
              "| method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {m} | " + " | ".join(map(_cell, v.values())) + " |"
@@ -245,7 +246,7 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
         closures = summary["events"][voice]["closure"]
         summary["voices"][voice] = {m: _with_closure_interval(counts, closures) for m, counts in sync.items()}
     lines = [f"Festival voices speaking the `{split}` split's {len(texts)} sentences, scored against Festival's "
-             "phone timing; closure_ci95_pct is the closure rate's 95 % interval over the events.", "",
+             f"phone timing; {_INTERVAL_NOTE}", "",
              "| voice | method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | events |",
              "|---|---|---:|---:|---:|---:|---|"]
     for voice, methods in summary["voices"].items():
