@@ -3,7 +3,8 @@
     python -m model.evaluate --corpus data/corpus --split test --run runs/default --out out/eval \
         [--real data/real_speech [--real-seeds 4]] [--festival kal,ked,slt]
 
-Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` and `OUT/lip_gap.png` (the
+Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` (every score, with real speech's
+and Festival's under "real_speech" and "festival" when asked for) and `OUT/lip_gap.png` (the
 inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
 Every method animates the speaker's own neutral head, as the ground truth does. With more than
 one variant, their spread is measured as sampled, as `animate` returns them (lips shared), and for
@@ -167,7 +168,6 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     if diversity:
         summary["diversity_mm"] = {k: round(float(np.mean([d[k] for d in diversity])), 4) for k in diversity[0]}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     (out / "metrics.md").write_text(markdown_table(summary))
     _plot_lip_gap(out / "lip_gap.png", example, corpus.fps)
     return summary
@@ -335,12 +335,13 @@ def main(argv: list[str] | None = None) -> None:
     summary = evaluate(args.corpus, args.split, args.run, args.checkpoint, args.variants, args.limit, args.out)
     print(markdown_table(summary))
     if args.real:
-        evaluate_real(args.real, args.run, args.checkpoint, args.out, args.real_seeds)
+        summary["real_speech"] = evaluate_real(args.real, args.run, args.checkpoint, args.out, args.real_seeds)
         print((args.out / "real_speech.md").read_text())
     if args.festival:
-        evaluate_festival(args.corpus, args.split, args.festival.split(","), args.run, args.checkpoint, args.out,
-                          args.limit)
+        summary["festival"] = evaluate_festival(args.corpus, args.split, args.festival.split(","), args.run,
+                                                args.checkpoint, args.out, args.limit)
         print((args.out / "festival.md").read_text())
+    (args.out / "metrics.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

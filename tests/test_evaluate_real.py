@@ -21,17 +21,22 @@ MAP = {"t": "map", "w": [{"b": 0.5, "d": 0.1, "t": "M"}, {"b": 0.6, "d": 0.2, "t
                          {"b": 0.8, "d": 0.1, "t": "P"}]}
 
 
+def write_clip_folder(folder, words):
+    """A folder in python -m model.data.real_speech's format: one 2 s clip, a 180 Hz tone gated at
+    3 Hz, with the PocketSphinx-style alignment `words`."""
+    folder.mkdir()
+    t = np.arange(32000) / 16000
+    write_wav(folder / "a.wav", 0.3 * (np.sin(2 * np.pi * 3 * t) > 0) * np.sin(2 * np.pi * 180 * t))
+    (folder / "a.phone.json").write_text(json.dumps({"b": 0.0, "d": 2.0, "t": "map", "w": words}))
+    return folder
+
+
 def _small_checkpoint_and_clip(tmp_path, words):
     torch.manual_seed(0)
     config = ModelConfig(num_vertices=load_template().num_vertices, **SMALL)
     checkpoint = tmp_path / "small.pt"
     save_checkpoint(checkpoint, config, MeshTalk(config), ContextModel(config), {"model_version": "test"})
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    t = np.arange(32000) / 16000
-    write_wav(clips / "a.wav", 0.3 * (np.sin(2 * np.pi * 3 * t) > 0) * np.sin(2 * np.pi * 180 * t))
-    (clips / "a.phone.json").write_text(json.dumps({"b": 0.0, "d": 2.0, "t": "map", "w": words}))
-    return checkpoint, clips
+    return checkpoint, write_clip_folder(tmp_path / "clips", words)
 
 
 def test_evaluate_real_writes_scores_table_and_plot(tmp_path):

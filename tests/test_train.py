@@ -14,6 +14,7 @@ from model.networks import Regressor
 from model.data import synth
 from model.template import load_template
 from model.train import TrainConfig, Trainer, main, train
+from test_evaluate_real import MAP, write_clip_folder
 
 TINY = dict(heads=4, classes=8, audio_width=16, expression_width=16, fusion_width=32,
             decoder_widths=(32, 16, 8), context_embedding=8)
@@ -201,6 +202,20 @@ def test_festival_evaluation_scores_each_voice(trained, corpus, tmp_path):
         assert interval is None or 0 <= interval[0] <= scores["closure_pct"] <= interval[1] <= 100
         assert all(v is None or 0 <= v <= 100 for v in scores.values())
     assert "| kal | MeshTalk (variant 0) |" in (tmp_path / "festival.md").read_text()
+
+
+def test_evaluation_writes_every_score_to_one_json(trained, corpus, tmp_path):
+    _, _, run = trained
+    clips = write_clip_folder(tmp_path / "clips", [MAP])
+    voices = ["kal"] if shutil.which("festival") else []
+    evaluate.main(["--corpus", str(corpus), "--run", str(run), "--checkpoint", str(run / "meshtalk.pt"),
+                   "--variants", "1", "--limit", "1", "--out", str(tmp_path / "out"), "--real", str(clips),
+                   "--real-seeds", "1"] + (["--festival", ",".join(voices)] if voices else []))
+    scores = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert scores["utterances"] == 1 and "MeshTalk (variant 0)" in scores["methods"]
+    assert scores["real_speech"]["events"] == {"closure": 2, "opening": 1, "rest": 0}
+    assert set(scores["real_speech"]["methods"]) == {"regressor", "MeshTalk (variant 0)"}
+    assert set(scores.get("festival", {"voices": {}})["voices"]) == set(voices)
 
 
 def test_benchmark_measures_each_stage():
