@@ -35,15 +35,18 @@ from pathlib import Path
 
 import torch
 
+from . import metrics
+from .audio import frame_windows, log_mel, normalize_loudness, num_frames
 from .checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, pick_device, save_checkpoint,
                          trained_weights)
 from .config import ModelConfig
 from .context import ContextModel
+from .data import festival
 from .data.captures import load_captures
 from .data.corpus import load_corpus
 from .data.loader import Augment, make_loader
-from .networks import (MeshTalk, Regressor, count_parameters, eyelid_loss, lip_gap_loss, reconstruction_loss,
-                       stage1_losses)
+from .networks import (MeshTalk, Regressor, argmax_codes, count_parameters, eyelid_loss, lip_gap_loss,
+                       reconstruction_loss, stage1_losses)
 from .template import load_template
 
 STAGES = ("stage1", "stage2", "regressor")
@@ -111,6 +114,14 @@ class TrainConfig:
     # workers: stage 1 23 steps/s, stage 2 35, the regressor 41). Batches are the same with any
     # number, up to float32 rounding of the meshes.
     loader_workers: int = -1
+    # Lip sync on voices the model is not trained on, watched while it trains: at every stage-1
+    # checkpoint, the p/b/m closure of the weight average's audio path (argmax codes from the audio
+    # with a still face's expression) on the val split's first `watch_sentences` sentences, spoken
+    # by these Festival voices (model/data/festival.py) or, for "espeak", the split's own speech.
+    # Comma-separated, e.g. "espeak,slt"; off by default. Runs from scratch sealed Festival's voices
+    # and real speech best early in stage 1, and less as they fitted eSpeak (weights/README.md).
+    watch_voices: str = ""
+    watch_sentences: int = 40
     log_every: int = 50
     checkpoint_every: int = 500
     validation_batches: int = 8
@@ -144,6 +155,7 @@ class Trainer:
         torch.manual_seed(train.seed)
         if train.threads > 0:
             torch.set_num_threads(train.threads)
+        self.watched = self.watched_speech() if train.watch_voices else {}
         cores = os.cpu_count() or 1
         self.loader_workers = (train.loader_workers if train.loader_workers >= 0 else
                                min(8, cores - 1) if self.device.type == "cuda" else 0)
@@ -176,6 +188,43 @@ class Trainer:
             net.decoder.set_template_stats(heads.mean(0), heads.std(0, correction=0).mean().clamp(min=1e-3))
             if hasattr(net, "expression_encoder"):
                 net.expression_encoder.set_vertex_stats(displacement.std(0))
+
+    def watched_speech(self) -> dict[str, list[tuple[torch.Tensor, int, list]]]:
+        """{voice: [(log-mel [M, N_MELS], video frames, phones)]} of the val split's first
+        watch_sentences sentences in each of cfg.watch_voices."""
+        if not hasattr(self.val_data, "phones"):
+            raise SystemExit("--watch-voices needs the synthetic corpus's val split (its sentences and phones)")
+        sentences = range(min(self.cfg.watch_sentences, len(self.val_data)))
+        watched = {}
+        for voice in self.cfg.watch_voices.split(","):
+            if voice == "espeak":
+                spoken = [(self.val_data.utterance_audio(u), self.val_data.phones(u)) for u in sentences]
+            else:
+                try:
+                    spoken = [(audio, [(p.symbol, p.start, p.end) for p in phones]) for audio, phones in
+                              (festival.synthesize(str(self.val_data.texts[u]), voice) for u in sentences)]
+                except festival.FestivalError as error:
+                    raise SystemExit(f"--watch-voices {voice}: {error}") from error
+            watched[voice] = [(log_mel(torch.from_numpy(normalize_loudness(audio))).to(self.device),
+                               num_frames(len(audio), self.model_config.fps), phones) for audio, phones in spoken]
+        return watched
+
+    @torch.no_grad()
+    def watched_closure(self, net: MeshTalk) -> dict[str, float]:
+        """{closure_<voice>: % of the watched speech's p/b/m that `net`'s audio path seals}."""
+        net.eval()
+        config, head = self.model_config, torch.as_tensor(self.template.vertices, device=self.device)
+        scores = {}
+        for voice, clips in self.watched.items():
+            hits = total = 0
+            for mel, frames, phones in clips:
+                windows = frame_windows(mel, frames, config.fps, config.past_s, config.future_s)[None]
+                codes = argmax_codes(net.encode(windows, head.expand(1, frames, -1, -1), head))
+                h, t = metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(), config.fps, phones,
+                                               self.template)["closure"]
+                hits, total = hits + h, total + t
+            scores[f"closure_{voice}"] = round(100 * hits / total, 1) if total else None
+        return scores
 
     # ------------------------------------------------------------------ one step of each stage
 
@@ -251,8 +300,14 @@ class Trainer:
                 curves.append({"step": step, **means})
                 running, started = {}, time.time()
             if step % self.cfg.checkpoint_every == 0 or step == steps:
+                validation = self.validate(average, loss_fn, frames)
+                if stage == "stage1" and self.watched:
+                    watched = self.watched_closure(average)
+                    print(f"{stage} {step}: audio path seals " + ", ".join(
+                        f"{k[len('closure_'):]} {v} %" for k, v in watched.items()) + " of p/b/m", flush=True)
+                    validation.update(watched)
                 curves[-1:] = [{**(curves[-1] if curves else {"step": step}),
-                                **{f"val_{k}": v for k, v in self.validate(average, loss_fn, frames).items()}}]
+                                **{f"val_{k}": v for k, v in validation.items()}}]
                 torch.save({"model": net.state_dict(), "ema": average.state_dict(), "optimizer": optimiser.state_dict(),
                             "step": step, "curves": json.dumps(curves),
                             "model_config": json.dumps(self.model_config.to_dict())}, path)
@@ -292,11 +347,21 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in sorted({k for c in curves for k in c if k != "step"}):
-        points = [(c["step"], c[key]) for c in curves if key in c]
-        ax.plot(*zip(*points), label=key, marker="o" if key.startswith("val_") else None)
+    keys = sorted({k for c in curves for k in c if k != "step"})
+    closures = [k for k in keys if k.startswith("val_closure_")]  # percentages, on their own axis
+    for key in keys:
+        points = [(c["step"], c[key]) for c in curves if c.get(key) is not None]
+        if key not in closures and points:
+            ax.plot(*zip(*points), label=key, marker="o" if key.startswith("val_") else None)
     ax.set(xlabel="step", ylabel="loss (mm² or nats)", yscale="log", title=title)
-    ax.legend()
+    ax.legend(fontsize=7, loc="upper left")
+    if closures:
+        percent = ax.twinx()
+        for key in closures:
+            points = [(c["step"], c[key]) for c in curves if c.get(key) is not None]
+            percent.plot(*zip(*points), "--s", label=key[len("val_"):] + " (%)")
+        percent.set(ylabel="p/b/m sealed by the audio path (%)", ylim=(0, 100))
+        percent.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -10,7 +10,7 @@ import torch
 from model import bench, evaluate
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.config import ModelConfig
-from model.networks import Regressor
+from model.networks import MeshTalk, Regressor
 from model.data import synth
 from model.template import load_template
 from model.train import TrainConfig, Trainer, main, train
@@ -48,6 +48,29 @@ def test_stages_write_checkpoints_with_curves(trained):
         assert state["step"] == steps and curves[-1]["step"] == steps
         assert any(k.startswith("val_") for k in curves[-1])
         assert (run / f"{stage}_curves.png").stat().st_size > 0
+
+
+def test_watching_held_out_voices_scores_the_audio_path_without_changing_training(trained, tmp_path, capsys):
+    cfg, config, run = trained
+    voices = "espeak,kal" if shutil.which("festival") else "espeak"
+    watched = replace(cfg, out=str(tmp_path), watch_voices=voices, watch_sentences=2)
+    train(watched, config, ["stage1"], None)
+    state, reference = (torch.load(folder / "stage1.pt", weights_only=True) for folder in (tmp_path, run))
+    assert all(torch.equal(v, reference["ema"][k]) for k, v in state["ema"].items())
+    checkpoints = [c for c in json.loads(state["curves"]) if "val_reconstruction" in c]
+    assert len(checkpoints) == 2  # steps 3 and 6
+    for c in checkpoints:
+        assert all(0 <= c[f"val_closure_{voice}"] <= 100 for voice in voices.split(","))
+    assert "stage1 6: audio path seals espeak" in capsys.readouterr().out
+    # an untrained decoder outputs the template, whose lips are closed: every p/b/m sealed; with
+    # the lower lip dropped 5 mm, none
+    trainer, net = Trainer(watched, config), MeshTalk(config)
+    assert trainer.watched_closure(net) == {f"closure_{v}": 100.0 for v in voices.split(",")}
+    decode, lower_lip = net.decode, torch.as_tensor(trainer.template.lip_lower_inner)
+    drop = torch.zeros(config.num_vertices, 3)
+    drop[lower_lip, 2] = -0.005
+    net.decode = lambda codes, head: decode(codes, head) + drop
+    assert trainer.watched_closure(net) == {f"closure_{v}": 0.0 for v in voices.split(",")}
 
 
 def test_added_losses_start_at_their_steps(trained):
