@@ -257,6 +257,31 @@ def log_mel(audio: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
     return torch.log(mel.clamp(min=LOG_FLOOR)).transpose(-1, -2)
 
 
+@lru_cache(maxsize=None)
+def band_smoothing(width_hz: float) -> torch.Tensor:
+    """[N_MELS, N_MELS] weights W that average mel-band power over the bands within width_hz:
+    smoothed log-mel = log(exp(log-mel) @ W.T).
+
+    An 800-sample window resolves a voice's pitch harmonics, 100-300 Hz apart, in the bands below
+    about 1.5 kHz (22-70 Hz apart), so there the log-mel shows the harmonics' comb and its depth
+    changes with the pitch. Averaging power over width_hz (a Hann window of that full width,
+    centred on each band, weighted by the bands' spacing) fills the comb in and leaves the
+    spectral envelope, which carries the articulation; bands wider than width_hz / 2 keep
+    themselves alone. Rows sum to 1.
+    """
+    if not width_hz > 0:
+        raise ValueError(f"width_hz must be positive, got {width_hz}")
+    centres = _mel_to_hz(np.linspace(0.0, _hz_to_mel(F_MAX), N_MELS + 2))[1:-1]
+    offset = (centres[None, :] - centres[:, None]) / (width_hz / 2)  # [to, from], -1..1 within the window
+    weights = np.where(np.abs(offset) < 1, np.cos(np.pi * offset / 2) ** 2, 0.0) * np.gradient(centres)[None, :]
+    return torch.from_numpy((weights / weights.sum(1, keepdims=True)).astype(np.float32))
+
+
+def smooth_bands(log_mel_frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Log-mel frames [..., N_MELS] with each band's power averaged by `band_smoothing` weights."""
+    return torch.log((torch.exp(log_mel_frames) @ weights.T).clamp(min=LOG_FLOOR))
+
+
 def _rational(fps: float) -> Fraction:
     """fps as an exact fraction: the closest one with a denominator up to 10^6."""
     if not fps > 0:

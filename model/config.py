@@ -14,6 +14,9 @@ class ModelConfig:
     past_s: float = DEFAULT_PAST_S  # audio context before each frame
     future_s: float = DEFAULT_FUTURE_S  # audio context after each frame
     n_mels: int = N_MELS
+    # Average each log-mel band's power over this many Hz around it (`model.audio.band_smoothing`):
+    # the spectral envelope without the comb of pitch harmonics. None: the log-mel as it is (the paper).
+    audio_smoothing_hz: float | None = None
     audio_width: int = 128  # audio encoder channels and code size
     audio_dilations: tuple[int, ...] = (2, 4, 6, 2, 4, 6)
     expression_width: int = 128  # expression encoder LSTM width and code size

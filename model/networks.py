@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .audio import band_smoothing, smooth_bands
 from .config import ModelConfig
 
 MM_PER_M = 1000.0
@@ -65,7 +66,8 @@ class AudioEncoder(nn.Module):
     """Log-mel windows [B,T,W,M] -> per-frame audio codes [B,T,A], A = config.audio_width.
 
     Every frame's window is encoded on its own (the B*T windows form one batch), so the code of
-    frame t depends on frame t's window only. Features are z-scored with buffers set by
+    frame t depends on frame t's window only. Features are band-smoothed when
+    config.audio_smoothing_hz is set (`spectra`), then z-scored with buffers set by
     `set_feature_stats`. Then: Conv1d M->A kernel 5 ('valid', W -> W-4) and leaky ReLU; six
     dilated Conv1d A->A kernel 5 (dilations config.audio_dilations), each as a residual average
     x = (x + dropout(leaky_relu(conv(x)))) / 2; the mean over the remaining time; Linear A->A.
@@ -84,6 +86,8 @@ class AudioEncoder(nn.Module):
             raise ValueError(
                 f"audio window of {config.audio_window} mel frames is shorter than the kernel ({AUDIO_KERNEL})"
             )
+        smoothing = None if config.audio_smoothing_hz is None else band_smoothing(config.audio_smoothing_hz)
+        self.register_buffer("smoothing", smoothing, persistent=False)  # a function of the config
         self.register_buffer("feature_mean", torch.zeros(mels))
         self.register_buffer("feature_std", torch.ones(mels))
         self.convert = nn.Conv1d(mels, width, AUDIO_KERNEL)
@@ -101,9 +105,14 @@ class AudioEncoder(nn.Module):
         _fill(self.feature_mean, mean)
         _fill(self.feature_std, std, MIN_FEATURE_STD)
 
+    def spectra(self, windows: torch.Tensor) -> torch.Tensor:
+        """Log-mel windows [..., M] as the encoder reads them: band-smoothed when
+        config.audio_smoothing_hz is set, else as they are. Feature statistics describe these."""
+        return windows if self.smoothing is None else smooth_bands(windows, self.smoothing)
+
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         B, T, W, M = windows.shape
-        x = (windows - self.feature_mean) / self.feature_std
+        x = (self.spectra(windows) - self.feature_mean) / self.feature_std
         # [B*T, M, 1, W] in channels-last layout, a free view of the [B*T, W, M] windows: the
         # Conv1d layers run as 1 x k Conv2d on it, which oneDNN computes about 1.5x faster on CPU
         # than Conv1d's channels-first layout (same weights, same result up to rounding).

@@ -20,8 +20,9 @@ it. At the end the shipped checkpoint is written (`--export`, default weights/me
 `--init CHECKPOINT` starts from a shipped checkpoint's weights (its architecture and feature
 statistics too) instead of a random start, with a fresh optimiser; the step counts are then the
 fine-tuning's own, and `--stage stage2` alone keeps its MeshTalk as it is and tunes the prior.
-`--past-s` / `--future-s` set the audio window, for a fresh run or, with `--init`, to fine-tune a
-checkpoint to a new one (stage 1 must then be tuned too: the audio codes change).
+`--past-s` / `--future-s` set the audio window and `--audio-smoothing-hz` its band smoothing, for a
+fresh run or, with `--init`, to fine-tune a checkpoint to the new input (stage 1 must then be tuned
+too: the audio codes change).
 Checkpoints hold only tensors and plain values: they load with torch.load(weights_only=True).
 """
 
@@ -45,6 +46,7 @@ from .data import festival
 from .data.captures import load_captures
 from .data.corpus import load_corpus
 from .data.loader import Augment, make_loader
+from .data.real_speech import load_real_speech
 from .networks import (MeshTalk, Regressor, argmax_codes, count_parameters, eyelid_loss, lip_gap_loss,
                        reconstruction_loss, stage1_losses)
 from .template import load_template
@@ -118,9 +120,11 @@ class TrainConfig:
     # checkpoint, the p/b/m closure of the weight average's audio path (argmax codes from the audio
     # with a still face's expression) on the val split's first `watch_sentences` sentences, spoken
     # by these Festival voices (model/data/festival.py) or, for "espeak", the split's own speech.
-    # Comma-separated, e.g. "espeak,slt"; off by default. Runs from scratch sealed Festival's voices
-    # and real speech best early in stage 1, and less as they fitted eSpeak (weights/README.md).
+    # "real" is the real human speech in `watch_real_speech` (python -m model.data.real_speech).
+    # Comma-separated, e.g. "espeak,slt,real"; off by default. Runs from scratch sealed Festival's
+    # voices and real speech best early in stage 1, and less as they fitted eSpeak (weights/README.md).
     watch_voices: str = ""
+    watch_real_speech: str = "data/real_speech"
     watch_sentences: int = 40
     log_every: int = 50
     checkpoint_every: int = 500
@@ -183,7 +187,8 @@ class Trainer:
         audio, displacement = torch.cat(audio), torch.cat(displacement)
         heads = torch.as_tensor(self.train_data.speaker_templates, device=self.device)
         for net in networks:
-            net.audio_encoder.set_feature_stats(audio.mean(0), audio.std(0))
+            spectra = net.audio_encoder.spectra(audio)
+            net.audio_encoder.set_feature_stats(spectra.mean(0), spectra.std(0))
             # One scalar spread of the speakers' heads, at least 1 mm (a single speaker has none).
             net.decoder.set_template_stats(heads.mean(0), heads.std(0, correction=0).mean().clamp(min=1e-3))
             if hasattr(net, "expression_encoder"):
@@ -191,7 +196,7 @@ class Trainer:
 
     def watched_speech(self) -> dict[str, list[tuple[torch.Tensor, int, list]]]:
         """{voice: [(log-mel [M, N_MELS], video frames, phones)]} of the val split's first
-        watch_sentences sentences in each of cfg.watch_voices."""
+        watch_sentences sentences in each of cfg.watch_voices; for "real", every clip of real speech."""
         if not hasattr(self.val_data, "phones"):
             raise SystemExit("--watch-voices needs the synthetic corpus's val split (its sentences and phones)")
         sentences = range(min(self.cfg.watch_sentences, len(self.val_data)))
@@ -199,6 +204,8 @@ class Trainer:
         for voice in self.cfg.watch_voices.split(","):
             if voice == "espeak":
                 spoken = [(self.val_data.utterance_audio(u), self.val_data.phones(u)) for u in sentences]
+            elif voice == "real":
+                spoken = [(audio, phones) for _, audio, phones in load_real_speech(Path(self.cfg.watch_real_speech))]
             else:
                 try:
                     spoken = [(audio, [(p.symbol, p.start, p.end) for p in phones]) for audio, phones in
@@ -367,33 +374,45 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _hearing_tag(key: str, value) -> str:
+    """How a changed audio input shows in the model version: "-future200ms", "-smooth400hz"."""
+    return f"-smooth{round(value)}hz" if key == "audio_smoothing_hz" else f"-{key[:-2]}{round(value * 1000)}ms"
+
+
+def _rebuilt(net: torch.nn.Module, config: ModelConfig) -> torch.nn.Module:
+    """A network of net's class built for `config`, holding net's weights and statistics."""
+    rebuilt = type(net)(config)
+    rebuilt.load_state_dict(net.state_dict())
+    return rebuilt
+
+
 def train(cfg: TrainConfig, model_config: ModelConfig | None, stages: list[str], export: Path | None,
-          init: Path | None = None, window: dict[str, float] | None = None) -> None:
+          init: Path | None = None, hearing: dict | None = None) -> None:
     """Run `stages` in order, from a random start with `model_config`'s architecture, or from the
-    shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused). `window`
-    ({"past_s": s, "future_s": s}, either or both) replaces that architecture's audio window; the
-    audio encoder takes windows of any length (its convolutions keep the length, then it averages
-    over time), so a fine-tuned checkpoint adapts to a wider one."""
-    widened = "".join(f"-{k[:-2]}{round(v * 1000)}ms" for k, v in sorted((window or {}).items()))
+    shipped checkpoint `init` (fine-tuning; its own architecture, `model_config` unused). `hearing`
+    replaces what that architecture hears: its audio window ({"past_s": s, "future_s": s}) and its
+    band smoothing ({"audio_smoothing_hz": hz}), any of them; the audio encoder takes windows of any
+    length (its convolutions keep the length, then it averages over time) and 80 bins either way,
+    so a fine-tuned checkpoint adapts to the new input."""
+    widened = "".join(_hearing_tag(k, v) for k, v in sorted((hearing or {}).items()))
     if init is not None:
         model_config, meshtalk, context, info = load_checkpoint(init)
         template_vertices = load_template().num_vertices
         if model_config.num_vertices != template_vertices:
             raise CheckpointError(f"{init} was trained for {model_config.num_vertices} vertices, the template has "
                                   f"{template_vertices}")
-        if window and "stage1" not in stages:
-            raise CheckpointError("a new audio window changes the audio codes: fine-tune stage 1 with it "
-                                  "(--stage all or stage1)")
+        if hearing and "stage1" not in stages:
+            raise CheckpointError("a new audio window or smoothing changes the audio codes: fine-tune stage 1 "
+                                  "with it (--stage all or stage1)")
         tuned = f"s1_{cfg.stage1_steps}-" if "stage1" in stages else ""
         version = f"{info['model_version']}+{tuned}s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         print(f"fine-tuning {init} ({info['model_version']})")
         # the checkpoint has been through the loss schedule: every loss from step 0
         cfg = replace(cfg, lip_from_step=0, audio_lip_from_step=0, consistency_from_step=0)
-    model_config = replace(model_config, **(window or {}))
+    model_config = replace(model_config, **(hearing or {}))
     trainer = Trainer(cfg, model_config)
-    if init is not None:
-        meshtalk.config = context.config = model_config
-        meshtalk, context = meshtalk.to(trainer.device), context.to(trainer.device)
+    if init is not None:  # rebuilt for the new input: the band smoothing is a buffer made from the config
+        meshtalk, context = (_rebuilt(net, model_config).to(trainer.device) for net in (meshtalk, context))
     else:
         version = f"meshtalk-s1_{cfg.stage1_steps}-s2_{cfg.stage2_steps}{widened}-seed{cfg.seed}"
         meshtalk, context = MeshTalk(model_config).to(trainer.device), None
@@ -429,19 +448,22 @@ def main(argv: list[str] | None = None) -> None:
         else:
             parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
-                        help="all = stage1 + stage2 (+ export) + regressor")
+                        help="all = stage1 + stage2 (+ export) + regressor; with --init, stage1 + stage2 (+ export): "
+                             "a shipped checkpoint holds no regressor to tune")
     parser.add_argument("--export", type=Path, default=DEFAULT_CHECKPOINT, help="shipped checkpoint to write")
     parser.add_argument("--init", type=Path, help="fine-tune this shipped checkpoint instead of starting at random")
     parser.add_argument("--past-s", type=float, help="audio context before each frame, s (default: the model's)")
     parser.add_argument("--future-s", type=float, help="audio context after each frame, s (default: the model's)")
+    parser.add_argument("--audio-smoothing-hz", type=float,
+                        help="average each mel band's power over this many Hz (default: the model's, none)")
     args = vars(parser.parse_args(argv))
     stage, export, init = args.pop("stage"), args.pop("export"), args.pop("init")
-    window = {k: v for k in ("past_s", "future_s") if (v := args.pop(k)) is not None}
+    hearing = {k: v for k in ("past_s", "future_s", "audio_smoothing_hz") if (v := args.pop(k)) is not None}
     cfg = replace(defaults, **args)
-    stages = list(STAGES) if stage == "all" else [stage]
+    stages = [stage] if stage != "all" else ["stage1", "stage2"] if init is not None else list(STAGES)
     model_config = None if init is not None else ModelConfig(num_vertices=load_template().num_vertices)
     try:
-        train(cfg, model_config, stages, export, init, window)
+        train(cfg, model_config, stages, export, init, hearing)
     except CheckpointError as error:
         raise SystemExit(str(error)) from error
 

@@ -41,6 +41,21 @@ def tones(sr, seconds, parts):
     return sum(a * np.sin(2 * np.pi * f * t) for f, a in parts)
 
 
+def vowel(f0, seconds=1.0, formants=((700, 90), (1200, 110), (2600, 160))):
+    """A steady vowel: a glottal pulse train at f0 Hz through two-pole resonators at (Hz, bandwidth Hz)."""
+    n = int(seconds * audio.SAMPLE_RATE)
+    y = np.zeros(n)
+    y[(np.arange(0, seconds, 1.0 / f0) * audio.SAMPLE_RATE).astype(int)] = 1.0
+    for hz, bandwidth in formants:
+        r = np.exp(-np.pi * bandwidth / audio.SAMPLE_RATE)
+        a1, a2 = 2 * r * np.cos(2 * np.pi * hz / audio.SAMPLE_RATE), -r * r
+        out = np.zeros(n)
+        for i in range(n):
+            out[i] = y[i] + a1 * out[i - 1] + a2 * out[i - 2] if i >= 2 else y[i]
+        y = out
+    return audio.normalize_loudness(y.astype(np.float32))
+
+
 # ---- log-mel ----
 
 
@@ -327,3 +342,37 @@ def test_frame_windows_from_a_first_frame_equal_the_slice(fps):
     full = audio.frame_windows(mel, 250, fps)
     part = audio.frame_windows(mel, 70, fps, first_frame=180)
     assert torch.equal(part, full[180:250])
+
+
+# ---- band smoothing ----
+
+
+def test_band_smoothing_averages_neighbouring_bands_and_keeps_wide_ones():
+    weights = audio.band_smoothing(400.0)
+    assert weights.shape == (80, 80) and (weights >= 0).all()
+    assert torch.allclose(weights.sum(1), torch.ones(80))
+    assert (weights[:10] > 0).sum(1).min() >= 5  # the narrow low bands mix with their neighbours
+    assert torch.equal(weights[-8:], torch.eye(80)[-8:])  # the top bands, over 200 Hz apart, keep themselves
+    frames = torch.randn(3, 80) - 5
+    flat = torch.full((3, 80), -4.0)
+    assert torch.allclose(audio.smooth_bands(flat, weights), flat)  # a flat spectrum stays
+    assert torch.allclose(audio.smooth_bands(frames, weights)[:, -8:], frames[:, -8:], atol=1e-5)
+    with pytest.raises(ValueError, match="width_hz must be positive"):
+        audio.band_smoothing(0.0)
+
+
+def test_band_smoothing_keeps_the_vowel_and_drops_its_pitch():
+    """One vowel at a low and a high voice's pitch: as log-mel their harmonic combs differ by 1.6
+    nats a band; smoothed over 400 Hz by under half that, while another vowel stays as far."""
+    def spectrum(y, width_hz=None):
+        mel = audio.log_mel(y)[20:-20]  # steady frames
+        return (mel if width_hz is None else audio.smooth_bands(mel, audio.band_smoothing(width_hz))).mean(0)
+
+    def distance(a, b):
+        return float((a - b).abs().mean())
+
+    low, high = vowel(110), vowel(220)
+    other = vowel(110, formants=((300, 60), (2300, 120), (3000, 200)))  # /i/ against /a/
+    raw_pitch, smooth_pitch = distance(spectrum(low), spectrum(high)), distance(spectrum(low, 400), spectrum(high, 400))
+    assert smooth_pitch < raw_pitch / 3
+    assert distance(spectrum(low, 400), spectrum(other, 400)) > 0.9 * distance(spectrum(low), spectrum(other))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model import bench, evaluate
+from model.audio import band_smoothing, smooth_bands
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.config import ModelConfig
 from model.networks import MeshTalk, Regressor
@@ -52,8 +53,9 @@ def test_stages_write_checkpoints_with_curves(trained):
 
 def test_watching_held_out_voices_scores_the_audio_path_without_changing_training(trained, tmp_path, capsys):
     cfg, config, run = trained
-    voices = "espeak,kal" if shutil.which("festival") else "espeak"
-    watched = replace(cfg, out=str(tmp_path), watch_voices=voices, watch_sentences=2)
+    voices = ("espeak,kal" if shutil.which("festival") else "espeak") + ",real"
+    clips = write_clip_folder(tmp_path / "clips", [MAP])
+    watched = replace(cfg, out=str(tmp_path), watch_voices=voices, watch_sentences=2, watch_real_speech=str(clips))
     train(watched, config, ["stage1"], None)
     state, reference = (torch.load(folder / "stage1.pt", weights_only=True) for folder in (tmp_path, run))
     assert all(torch.equal(v, reference["ema"][k]) for k, v in state["ema"].items())
@@ -143,7 +145,7 @@ def test_fine_tuning_widens_the_audio_window(trained, tmp_path):
     _, _, _, info = load_checkpoint(run / "meshtalk.pt")
     tuned = replace(cfg, out=str(tmp_path), stage1_steps=2, stage2_steps=2)
     with pytest.raises(CheckpointError, match="fine-tune stage 1"):  # the prior alone cannot follow new codes
-        train(tuned, config, ["stage2"], tmp_path / "prior.pt", init=run / "meshtalk.pt", window={"future_s": 0.2})
+        train(tuned, config, ["stage2"], tmp_path / "prior.pt", init=run / "meshtalk.pt", hearing={"future_s": 0.2})
     main(["--corpus", cfg.corpus, "--out", str(tmp_path / "cli"), "--init", str(run / "meshtalk.pt"),
           "--future-s", "0.2", "--stage", "stage1", "--stage1-steps", "1", "--batch-size", "2", "--segment-frames", "8",
           "--validation-batches", "1"])
@@ -152,18 +154,51 @@ def test_fine_tuning_widens_the_audio_window(trained, tmp_path):
         main(["--corpus", cfg.corpus, "--out", str(tmp_path / "cli"), "--init", str(run / "meshtalk.pt"),
               "--stage", "stage1", "--stage1-steps", "2"])  # resuming without the window it was started with
     train(tuned, config, ["stage1", "stage2"], tmp_path / "wide.pt", init=run / "meshtalk.pt",
-          window={"future_s": 0.2})
+          hearing={"future_s": 0.2})
     wide_config, meshtalk, _, wide_info = load_checkpoint(tmp_path / "wide.pt")
     assert wide_config == replace(config, future_s=0.2) and meshtalk.config.audio_window == config.audio_window + 10
     assert wide_info["model_version"] == info["model_version"] + "+s1_2-s2_2-future200ms-seed0"
-    fresh = replace(tuned, out=str(tmp_path / "fresh"))  # a run from scratch names its window too
-    train(fresh, config, ["stage1", "stage2"], tmp_path / "fresh.pt", window={"future_s": 0.2})
+    fresh = replace(cfg, out=str(tmp_path / "fresh"))  # a run from scratch names its window too
+    train(fresh, config, ["stage1", "stage2"], tmp_path / "fresh.pt", hearing={"future_s": 0.2})
     fresh_config, _, _, fresh_info = load_checkpoint(tmp_path / "fresh.pt")
     assert fresh_config == wide_config and fresh_info["model_version"] == "meshtalk-s1_2-s2_2-future200ms-seed0"
     # training batches are cut with the model's window, not the front end's default
     trainer = Trainer(tuned, wide_config)
     batch = next(trainer.batches(trainer.val_data, 8, seed=0, augment=False))
     assert batch["audio"].shape[2] == wide_config.audio_window
+
+
+def test_fine_tuning_and_fresh_runs_hear_band_smoothed_audio(trained, tmp_path):
+    cfg, config, run = trained
+    _, _, _, info = load_checkpoint(run / "meshtalk.pt")
+    main(["--corpus", cfg.corpus, "--out", str(tmp_path / "tuned"), "--init", str(run / "meshtalk.pt"),
+          "--audio-smoothing-hz", "400", "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "2",
+          "--segment-frames", "8", "--context-segment-frames", "16", "--validation-batches", "1",
+          "--export", str(tmp_path / "smooth.pt")])
+    assert not (tmp_path / "tuned" / "regressor.pt").exists()  # with --init, "all" is both stages and the export
+    smooth_config, meshtalk, _, smooth_info = load_checkpoint(tmp_path / "smooth.pt")
+    assert smooth_config == replace(config, audio_smoothing_hz=400.0)
+    assert smooth_info["model_version"] == info["model_version"] + "+s1_2-s2_2-smooth400hz-seed0"
+    # the loaded encoder reads the smoothed spectrum: what the same weights read unsmoothed from
+    # windows smoothed by hand
+    plain = MeshTalk(config).eval()
+    plain.load_state_dict(meshtalk.state_dict())
+    windows = torch.randn(1, 3, config.audio_window, config.n_mels) * 3 - 8
+    smoothed = smooth_bands(windows, band_smoothing(400.0))
+    assert torch.allclose(meshtalk.eval().audio_codes(windows), plain.audio_codes(smoothed), atol=1e-5)
+    assert not torch.allclose(meshtalk.audio_codes(windows), plain.audio_codes(windows), atol=1e-3)
+    # a fresh run z-scores the smoothed features
+    fresh = replace(cfg, out=str(tmp_path / "fresh"))
+    trainer, net = Trainer(fresh, smooth_config), MeshTalk(smooth_config)
+    trainer.set_statistics(net)
+    audio = next(trainer.batches(trainer.train_data, fresh.segment_frames, seed=999, augment=False))["audio"]
+    spectra = smooth_bands(audio, band_smoothing(400.0)).reshape(-1, config.n_mels)
+    assert torch.allclose(net.audio_encoder.feature_mean, spectra.mean(0), atol=1e-4)
+    assert torch.allclose(net.audio_encoder.feature_std, spectra.std(0).clamp(min=1e-3), atol=1e-4)
+    with pytest.raises(SystemExit, match="trained with audio_smoothing_hz=400.0 but this run asks for "
+                                         "audio_smoothing_hz=None"):
+        main(["--corpus", cfg.corpus, "--out", str(tmp_path / "tuned"), "--init", str(run / "meshtalk.pt"),
+              "--stage", "stage1", "--stage1-steps", "3"])  # resuming without the smoothing it was started with
 
 
 def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
