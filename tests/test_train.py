@@ -158,7 +158,7 @@ def test_fine_tuning_widens_the_audio_window(trained, tmp_path):
     wide_config, meshtalk, _, wide_info = load_checkpoint(tmp_path / "wide.pt")
     assert wide_config == replace(config, future_s=0.2) and meshtalk.config.audio_window == config.audio_window + 10
     assert wide_info["model_version"] == info["model_version"] + "+s1_2-s2_2-future200ms-seed0"
-    fresh = replace(cfg, out=str(tmp_path / "fresh"))  # a run from scratch names its window too
+    fresh = replace(tuned, out=str(tmp_path / "fresh"))  # a run from scratch names its window too
     train(fresh, config, ["stage1", "stage2"], tmp_path / "fresh.pt", hearing={"future_s": 0.2})
     fresh_config, _, _, fresh_info = load_checkpoint(tmp_path / "fresh.pt")
     assert fresh_config == wide_config and fresh_info["model_version"] == "meshtalk-s1_2-s2_2-future200ms-seed0"
