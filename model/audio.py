@@ -224,6 +224,11 @@ def _mel_to_hz(mel):
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+def _mel_edges_hz() -> np.ndarray:
+    """N_MELS + 2 mel-spaced frequencies from 0 Hz to F_MAX: band m spans edges m .. m + 2, centred on m + 1."""
+    return _mel_to_hz(np.linspace(0.0, _hz_to_mel(F_MAX), N_MELS + 2))
+
+
 @lru_cache(maxsize=None)
 def mel_filters(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """HTK mel filterbank [N_MELS, N_FFT // 2 + 1] from 0 Hz to F_MAX, Slaney-normalised.
@@ -231,7 +236,7 @@ def mel_filters(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     Triangles between mel-spaced edges, each scaled to unit area in Hz (librosa's norm='slaney').
     """
     fft_hz = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(F_MAX), N_MELS + 2))
+    edges = _mel_edges_hz()
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (fft_hz - lower) / (centre - lower)
     falling = (upper - fft_hz) / (upper - centre)
@@ -271,7 +276,7 @@ def band_smoothing(width_hz: float) -> torch.Tensor:
     """
     if not width_hz > 0:
         raise ValueError(f"width_hz must be positive, got {width_hz}")
-    centres = _mel_to_hz(np.linspace(0.0, _hz_to_mel(F_MAX), N_MELS + 2))[1:-1]
+    centres = _mel_edges_hz()[1:-1]
     offset = (centres[None, :] - centres[:, None]) / (width_hz / 2)  # [to, from], -1..1 within the window
     weights = np.where(np.abs(offset) < 1, np.cos(np.pi * offset / 2) ** 2, 0.0) * np.gradient(centres)[None, :]
     return torch.from_numpy((weights / weights.sum(1, keepdims=True)).astype(np.float32))
