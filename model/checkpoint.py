@@ -38,8 +38,9 @@ def trained_weights(stage_checkpoint: dict) -> dict:
 def pick_device(name: str, auto_cuda: bool = True) -> torch.device:
     """"auto" picks CUDA when available and `auto_cuda`, else the CPU; asking for CUDA without it
     is an error. Animation passes auto_cuda=False: its sampler is a loop of ~200 tiny operations a
-    frame, which the GPU runs slower than the CPU (on an H100 machine, 60 s of speech animated at
-    8x real time on CUDA and 35x on its 16 CPU cores; `python -m model.bench --device cuda`)."""
+    frame, which the GPU ran slower than the CPU (on an H100 machine, 60 s of speech animated at
+    8x real time on CUDA and 35x on its 16 CPU cores; `python -m model.bench --device cuda`).
+    That loop now runs in numpy on the CPU for every device; CUDA has not been re-measured since."""
     if name == "auto":
         return torch.device("cuda" if auto_cuda and torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -23,11 +23,10 @@ How ``sample_codes`` is fast (the model is described in context.py):
 
 1. Past taps. Layer i at frame t reads frame t - d_i, known before frame t starts. Layer 0 reads
    the code embeddings, so its past tap is a sum of H precomputed rows (table[h*C + code] =
-   embedding @ W_past block; one embedding_bag per frame). Layers i >= 1 keep a ring buffer of
-   the last d_i frames of what their tap reads and compute the tap for a batch of frames in one
-   matmul (weights read once per batch). With ``background`` (default on CPU with >= 2 cores)
-   these matmuls run in a helper thread one frame ahead, overlapping the head loop. The audio
-   projections of all layers are one matmul per chunk of frames.
+   embedding @ W_past block). Layers i >= 1 keep a ring buffer of the last d_i frames of what
+   their tap reads and, every d_i frames, compute the taps of the next d_i frames in one matmul
+   (the weights are read once per batch). The audio projections of all layers are one matmul
+   per chunk of frames.
 2. Heads within a frame. With the A/B masks head h depends on every lower head of its frame, so
    heads are sampled one at a time, but each head computes only its own E-wide slice of every
    layer. Layer 0 (mask A): once head h is sampled, its class's precomputed row (embedding @
@@ -35,23 +34,24 @@ How ``sample_codes`` is fast (the model is described in context.py):
    Layers >= 1 (mask B): head h *pulls* from the outputs of heads <= h of the layer below with
    one [K, (h+1)E] x [(h+1)E, E] matmul; the residual is folded in as y + relu(z) =
    max(y + z, y) by adding the identity to the diagonal block. Then E x C logits and the
-   Gumbel-max argmax. About 11 small ops per head; the arithmetic per frame is less than one
+   Gumbel-max argmax. About 16 numpy calls per head; the arithmetic per frame is less than one
    dense forward of one frame (the masked weights are used once, the zero blocks never).
-   At K = 1 the cost is bound by reading the weights (~10 MB per frame) and by op dispatch.
-3. Memory: the output [K, T, H], the ring buffers (receptive field), and one chunk of audio
+3. The per-head loop runs in numpy on the CPU, whatever the model's device: at K = 1 its cost
+   is the calls themselves (~0.3-1.5 us each in numpy, 1-5 us in torch, a kernel launch each on
+   a GPU), not arithmetic. The audio projections are computed on the model's device and the
+   codes returned there.
+4. Memory: the output [K, T, H], the ring buffers (receptive field), and one chunk of audio
    projections and noise; nothing grows with T otherwise.
 """
 
 import math
-import os
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .context import ContextModel
-from .worker import OrderedWorker
 
 NOISE_BLOCK = 256  # frames of Gumbel noise drawn per generator call (fixes the random stream)
 DEFAULT_CHUNK_FRAMES = 512  # frames of audio projections held at once by sample_codes
@@ -197,27 +197,36 @@ def sample_codes_reference(
 
 
 class _Plan:
-    """Weights of a ContextModel rearranged for incremental sampling.
+    """Weights of a ContextModel rearranged for incremental sampling on the CPU.
 
     Built once per set of parameter values (~0.1 s for the released size) and cached on the model
     (about 33 MB at H=16, E=64, C=128; rebuilt when a parameter changes in place or is replaced);
-    the temperature is applied per call (it only scales the E x C logits weights).
+    the temperature is applied per call (it only scales the E x C logits weights). The per-head
+    arrays are numpy (float64 for a float64 model, else float32): numpy's call overhead on such
+    tiny arrays is a third to a half of torch's. The past taps' weights stay torch tensors on the
+    CPU, so that their matmuls honour torch's thread count (numpy's BLAS keeps its own threads);
+    the audio projection stays on the model's device.
     """
 
     def __init__(self, model: ContextModel):
         H, C, E = model.heads, model.classes, model.width
         self.H, self.C, self.E, self.L = H, C, E, len(model.layers)
         self.dilations = model.dilations
-        emb = model.embedding.weight.detach().reshape(H, C, E)
+        self.dtype = torch.float64 if _param(model).dtype == torch.float64 else torch.float32
+
+        def cpu(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.detach().to(device="cpu", dtype=self.dtype).contiguous()
+
+        emb = cpu(model.embedding.weight).reshape(H, C, E)
         layers = model.layers
-        cur = [layer.masked_current_weight().detach().t() for layer in layers]  # [in, out]
-        past = [layer.past.weight.detach().t() for layer in layers]
-        eye = torch.eye(E, dtype=emb.dtype, device=emb.device)
+        cur = [cpu(layer.masked_current_weight()).t() for layer in layers]  # [in, out]
+        past = [cpu(layer.past.weight).t() for layer in layers]
+        eye = torch.eye(E, dtype=self.dtype)
         # Layer 0, current tap (mask A): a sampled class c of head h adds table0[h][c] to the
         # pre-activations of heads > h ("push": one row per head instead of a matmul).
-        self.table0 = [(emb[h] @ cur[0][h * E : (h + 1) * E, (h + 1) * E :]).contiguous() for h in range(H - 1)]
-        # Layer 0, past tap: sum over heads of rows h*C + code[t-d_0, h] (one embedding_bag per frame).
-        self.past0 = torch.cat([emb[h] @ past[0][h * E : (h + 1) * E] for h in range(H)], 0)  # [H*C, H*E]
+        self.table0 = [(emb[h] @ cur[0][h * E : (h + 1) * E, (h + 1) * E :]).numpy() for h in range(H - 1)]
+        # Layer 0, past tap: sum over heads of rows h*C + code[t-d_0, h].
+        self.past0 = torch.cat([emb[h] @ past[0][h * E : (h + 1) * E] for h in range(H)], 0).numpy()  # [H*C, H*E]
         # Layers >= 1, current tap (mask B), "pull": head h's pre-activation reads the outputs of
         # heads <= h of the previous layer: a [(h+1)*E, E] column block. The identity added to the
         # diagonal block folds in the residual: y_i = max(y_{i-1} + z, y_{i-1}) = y_{i-1} + relu(z).
@@ -227,15 +236,15 @@ class _Plan:
             for h in range(H):
                 w = cur[i][: (h + 1) * E, h * E : (h + 1) * E].clone()
                 w[h * E :] += eye
-                blocks.append(w)
+                blocks.append(w.numpy())
             self.pull.append(blocks)
-        self.past = [None] + [w.contiguous() for w in past[1:]]  # read y_{i-1} + x0 at t - d_i
-        self.embedding = model.embedding.weight.detach()  # [H*C, E], row h*C + c
+        self.past = [None] + [w.contiguous() for w in past[1:]]  # torch: read y_{i-1} + x0 at t - d_i
+        self.embedding = emb.reshape(H * C, E).numpy()  # row h*C + c
         self.audio_weight = torch.cat([layer.audio.weight.detach() for layer in layers], 0).t().contiguous()
         self.audio_bias = torch.cat([layer.audio.bias.detach() for layer in layers], 0)
-        self.out_weight = model.out_weight.detach()  # [H, E, C]
-        self.out_bias = model.out_bias.detach()  # [H, C]
-        self.head_offsets = torch.arange(H, device=emb.device) * C
+        self.out_weight = cpu(model.out_weight).numpy()  # [H, E, C]
+        self.out_bias = cpu(model.out_bias).numpy()  # [H, C]
+        self.head_offsets = np.arange(H) * C
 
     @staticmethod
     def of(model: ContextModel) -> "_Plan":
@@ -261,7 +270,6 @@ def sample_codes(
     progress: Callable[[float], None] | None = None,
     progress_every: int = DEFAULT_PROGRESS_EVERY,
     num_threads: int | None = 1,
-    background: bool | None = None,
     on_chunk: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Sample codes [K, T, H] (int64) from the context model given audio codes.
@@ -274,12 +282,10 @@ def sample_codes(
     progress: called as progress(fraction done) every ``progress_every`` frames and at the end;
     raise from it (e.g. SamplingCancelled) to cancel.
 
-    num_threads: torch intra-op threads while sampling (restored afterwards; None: leave as is).
-    The loop is ~200 tiny sequential ops per frame that gain nothing from intra-op threads, and
-    on a busy machine multi-threaded ops stall badly (measured 10x slower on 2 loaded cores).
-    background: compute the past taps of layers >= 1 (3 of the ~5 M multiply-adds of a frame)
-    for frame t+2 in a helper thread while frame t+1 is sampled. Default: on CPU when the
-    machine has at least 2 cores. Results are identical either way.
+    num_threads: torch intra-op threads while sampling (restored afterwards; None: leave as is),
+    for the past taps' and audio projections' matmuls. The loop is ~270 tiny sequential calls per
+    frame that gain nothing from threads, and on a busy machine multi-threaded ops stall badly
+    (measured 10x slower on 2 loaded cores).
     on_chunk: called as on_chunk(start, stop, codes) before frames start ... stop - 1 are sampled
     (a chunk at a time) and once more as on_chunk(T, T, codes) at the end; `codes` is the output
     [K, T, H], final for frames < start. Frames < stop of `audio` are first read after it
@@ -302,15 +308,13 @@ def sample_codes(
             noise,
             progress,
             progress_every,
-            background,
             on_chunk,
         )
 
 
 @torch.no_grad()
 def _sample_codes(
-    model, audio, variants, temperature, generator, argmax, chunk_frames, noise, progress, progress_every, background,
-    on_chunk,
+    model, audio, variants, temperature, generator, argmax, chunk_frames, noise, progress, progress_every, on_chunk,
 ):
     temperature = _check_temperature(temperature, argmax)
     given = audio
@@ -323,123 +327,114 @@ def _sample_codes(
     plan = _Plan.of(model)
     H, C, E, L, dil = plan.H, plan.C, plan.E, plan.L, plan.dilations
     HE = H * E
+    ftype = plan.out_bias.dtype
     scale = 1.0 if argmax else 1.0 / temperature
-    out_weight = [plan.out_weight[h] * scale for h in range(H)]  # [E, C], logits / temperature
-    out_bias = plan.out_bias * scale
+    out_weight = [plan.out_weight[h] * ftype.type(scale) for h in range(H)]  # [E, C], logits / temperature
+    out_bias = plan.out_bias * ftype.type(scale)
     out = torch.empty((K, T, H), dtype=torch.long, device=device)
     if T == 0:
         return out
+    # The loop writes numpy codes on the CPU; `out` is a view of them there, else a copy made as
+    # each chunk finishes (`publish`).
+    codes_np = out.numpy() if device.type == "cpu" else np.empty((K, T, H), np.int64)
+    published = 0
+
+    def publish(stop: int):
+        nonlocal published
+        if device.type != "cpu" and stop > published:
+            out[:, published:stop] = torch.from_numpy(codes_np[:, published:stop]).to(device)
+        published = max(published, stop)
+
     chunk = int(chunk_frames) if chunk_frames else DEFAULT_CHUNK_FRAMES
     if chunk < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     progress_every = max(1, int(progress_every))
-    if background is None:
-        background = device.type == "cpu" and (os.cpu_count() or 1) >= 2
-    background = bool(background) and T > 2 and min(dil[1:], default=1) >= 2  # lookahead needs d_i >= 2
     gumbel = None
     if not argmax:
         gumbel = GumbelNoise(K, T, H, C, device=device, dtype=dtype, generator=generator, noise=noise)
 
-    # State at the current frame t:
+    # State at the current frame t (numpy, on the CPU):
     # acc[i]   pre-activations of layer i from its past tap and the audio; layer 0 also receives
     #          the pushes of the heads sampled so far.
     # ys[i]    output of layer i.
     # hist[i]  what the past tap of layer i >= 1 reads (its input plus the code embeddings) at the
     #          last d_i frames, slot = frame % d_i.
-    # pasts[i] past taps of layer i >= 1, computed in batches of b_i frames with one matmul (the
-    #          weights are read once per batch: memory traffic, not arithmetic, bounds K = 1).
-    #          A batch starting at frame f needs frames <= f + b_i - 1 - d_i. Inline, b_i = d_i
-    #          and the batch is computed when frame f starts. In the background thread, b_i =
-    #          d_i - 1, so the batch only needs frames <= f - 2 and is computed during frame f - 1.
-    acc = torch.empty((L, K, HE), device=device, dtype=dtype)
-    ys = torch.zeros((L, K, HE), device=device, dtype=dtype)
-    hist = [None] + [torch.zeros((d, K, HE), device=device, dtype=dtype) for d in dil[1:]]
-    lag = 1 if background else 0
-    batch = [None] + [d - lag for d in dil[1:]]
-    pasts = [None] + [torch.zeros((2, b, K, HE), device=device, dtype=dtype) for b in batch[1:]]
-    scores = torch.empty((K, H, C), device=device, dtype=dtype)  # per frame: out_bias/T + gumbel
+    # pasts[i] past taps of layer i >= 1 for frames f ... f + d_i - 1 (slot = frame % d_i), made
+    #          from hist[i] when frame f (a multiple of d_i) starts; zero for the first d_i frames.
+    acc = np.empty((L, K, HE), ftype)
+    ys = np.zeros((L, K, HE), ftype)
+    hist = [None] + [np.zeros((d, K, HE), ftype) for d in dil[1:]]
+    pasts = [None] + [np.zeros((d, K, HE), ftype) for d in dil[1:]]
+    # torch views of the same memory: torch's matmul honours num_threads, numpy's BLAS does not
+    hist_torch = [None] + [torch.from_numpy(q).view(-1, HE) for q in hist[1:]]
+    pasts_torch = [None] + [torch.from_numpy(q).view(-1, HE) for q in pasts[1:]]
+    scores = np.empty((K, H, C), ftype)  # per frame: out_bias/T + gumbel
     if argmax:
-        scores.copy_(out_bias.expand(K, H, C))
-    gather = [None] + [
-        [torch.arange(s, s + b, device=device) % d for s in range(d)] for b, d in zip(batch[1:], dil[1:])
-    ]
+        scores[:] = out_bias
 
-    def past_taps(f: int):
-        """Past taps of the batches starting at frame f (frames f - d_i ... read the ring)."""
-        for i in range(1, L):
-            b, d = batch[i], dil[i]
-            if f % b or f + b <= d:  # not a batch start, or all of it reads the zero padding
-                continue
-            start = f % d
-            rows = hist[i][start : start + b] if start + b <= d else hist[i].index_select(0, gather[i][start])
-            torch.matmul(rows.view(b * K, HE), plan.past[i], out=pasts[i][(f // b) % 2].view(b * K, HE))
-
-    # Views, made once (indexing costs as much as the tiny ops themselves).
+    # Views, made once (indexing costs as much as the tiny ops themselves). At K = 1 the rows are
+    # vectors: np.dot of a vector is the cheapest call.
+    row = (lambda a: a[0]) if K == 1 else (lambda a: a)
+    matmul = np.dot if K == 1 else np.matmul
     heads = []
     for h in range(H):
         sl = slice(h * E, (h + 1) * E)
         steps = [
-            (acc[i, :, sl], ys[i - 1, :, : (h + 1) * E], plan.pull[i][h], ys[i, :, sl], ys[i - 1, :, sl])
+            (row(acc[i, :, sl]), row(ys[i - 1, :, : (h + 1) * E]), plan.pull[i][h], row(ys[i, :, sl]),
+             row(ys[i - 1, :, sl]))
             for i in range(1, L)
         ]
         rest = (acc[0, :, (h + 1) * E :], plan.table0[h]) if h < H - 1 else None
-        heads.append((acc[0, :, sl], ys[0, :, sl], steps, scores[:, h], ys[L - 1, :, sl], out_weight[h], rest))
+        heads.append((row(acc[0, :, sl]), row(ys[0, :, sl]), steps, row(scores[:, h]), row(ys[L - 1, :, sl]),
+                      out_weight[h], row(np.empty((K, C), ftype)), rest))
     codes_hist = [None] * dil[0]  # [K, H] rows of past0 (h*C + code) for the last d_0 frames
-    worker = None
-    if background:
-        past_taps(0)
-        past_taps(1)
-        worker = OrderedWorker(past_taps, name="meshtalk-sampler")
-    try:
-        for c0 in range(0, T, chunk):
-            c1 = min(T, c0 + chunk)
-            if on_chunk is not None:
-                on_chunk(c0, c1, out)
-            aud = torch.addmm(plan.audio_bias, audio[:, c0:c1].reshape(-1, audio.shape[2]), plan.audio_weight)
-            aud = aud.view(audio.shape[0], c1 - c0, L, HE).permute(1, 2, 0, 3)  # [n, L, Ka, HE]
-            noise_chunk = None if argmax else gumbel.frames(c0, c1)
-            for t in range(c0, c1):
-                # Frame start: pre-activations from the past taps and the audio.
-                a_t = aud[t - c0]
-                if worker is None:
-                    past_taps(t)
-                elif t >= 2:
-                    worker.wait(t - 1)  # the worker's items are frames 2, 3, ...: frame t is item t - 1
-                if t < dil[0]:  # layer 0's past tap reads the zero padding
-                    acc[0].copy_(a_t[0].expand(K, HE))
-                else:
-                    past0 = F.embedding_bag(codes_hist[t % dil[0]], plan.past0, mode="sum")
-                    torch.add(past0, a_t[0], out=acc[0])
-                for i in range(1, L):
-                    b = batch[i]
-                    torch.add(pasts[i][(t // b) % 2, t % b], a_t[i], out=acc[i])
-                if not argmax:
-                    torch.add(noise_chunk[:, t - c0], out_bias, out=scores)
-                # Heads in order; each computes only its own E-wide slice of every layer.
-                sampled = []
-                for a0, y0, steps, score, y_last, w_out, rest in heads:
-                    torch.clamp(a0, min=0, out=y0)
-                    for a, y_in, w, y, y_res in steps:
-                        torch.addmm(a, y_in, w, out=y)
-                        torch.maximum(y, y_res, out=y)
-                    c = torch.addmm(score, y_last, w_out).argmax(1)
-                    sampled.append(c)
-                    if rest is not None:
-                        rest[0].add_(rest[1].index_select(0, c))
-                codes = torch.stack(sampled, 1)
-                out[:, t] = codes
-                index = codes + plan.head_offsets
-                codes_hist[t % dil[0]] = index
-                x0 = F.embedding(index, plan.embedding).view(K, HE)  # this frame's code embeddings
-                for i in range(1, L):
-                    torch.add(ys[i - 1], x0, out=hist[i][t % dil[i]])
-                if worker is not None and t + 2 < T:
-                    worker.submit(t + 2)
-                if progress is not None and (t + 1) % progress_every == 0 and t + 1 < T:
-                    progress((t + 1) / T)
-    finally:
-        if worker is not None:
-            worker.close()
+    sampled = np.empty((K, H), np.int64)
+    for c0 in range(0, T, chunk):
+        c1 = min(T, c0 + chunk)
+        if on_chunk is not None:
+            publish(c0)
+            on_chunk(c0, c1, out)
+        aud = torch.addmm(plan.audio_bias, audio[:, c0:c1].reshape(-1, audio.shape[2]), plan.audio_weight)
+        aud = aud.view(audio.shape[0], c1 - c0, L, HE).permute(1, 2, 0, 3)  # [n, L, Ka, HE]
+        aud = aud.to(device="cpu", dtype=plan.dtype).contiguous().numpy()
+        noise_chunk = None if argmax else gumbel.frames(c0, c1).to(device="cpu", dtype=plan.dtype).numpy()
+        for t in range(c0, c1):
+            # Frame start: pre-activations from the past taps and the audio.
+            a_t = aud[t - c0]
+            for i in range(1, L):
+                if t % dil[i] == 0 and t > 0:
+                    torch.matmul(hist_torch[i], plan.past[i], out=pasts_torch[i])
+            if t < dil[0]:  # layer 0's past tap reads the zero padding
+                acc[0] = a_t[0]
+            else:
+                np.sum(plan.past0[codes_hist[t % dil[0]]], axis=1, out=acc[0])
+                acc[0] += a_t[0]
+            for i in range(1, L):
+                np.add(pasts[i][t % dil[i]], a_t[i], out=acc[i])
+            if not argmax:
+                np.add(noise_chunk[:, t - c0], out_bias, out=scores)
+            # Heads in order; each computes only its own E-wide slice of every layer.
+            for h, (a0, y0, steps, score, y_last, w_out, logits, rest) in enumerate(heads):
+                np.maximum(a0, 0, out=y0)
+                for a, y_in, w, y, y_res in steps:
+                    matmul(y_in, w, out=y)
+                    y += a
+                    np.maximum(y, y_res, out=y)
+                matmul(y_last, w_out, out=logits)
+                logits += score
+                c = logits.argmax(-1)
+                sampled[:, h] = c
+                if rest is not None:
+                    np.add(rest[0], rest[1][c], out=rest[0])
+            codes_np[:, t] = sampled
+            index = sampled + plan.head_offsets
+            codes_hist[t % dil[0]] = index
+            x0 = plan.embedding[index].reshape(K, HE)  # this frame's code embeddings
+            for i in range(1, L):
+                np.add(ys[i - 1], x0, out=hist[i][t % dil[i]])
+            if progress is not None and (t + 1) % progress_every == 0 and t + 1 < T:
+                progress((t + 1) / T)
+    publish(T)
     if on_chunk is not None:
         on_chunk(T, T, out)
     if progress is not None:
