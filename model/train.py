@@ -107,6 +107,9 @@ class TrainConfig:
     regressor_anneal_steps: int = 0
     anneal_to: float = 0.1
     augment: bool = True
+    # With augment: the share of segments whose features get SpecAugment-style frequency masks
+    # (`model.data.loader.Augment.mask_bands`). 0 in the shipped run's first fine-tunes.
+    band_mask_prob: float = 0.0
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
@@ -168,7 +171,8 @@ class Trainer:
         """Endless batches moved to the device; each pass uses new draws."""
         epoch = 0
         while True:
-            loader = make_loader(source, self.cfg.batch_size, frames, Augment(enabled=augment),
+            augmentation = Augment(enabled=augment, band_mask_prob=self.cfg.band_mask_prob)
+            loader = make_loader(source, self.cfg.batch_size, frames, augmentation,
                                  seed=seed * 100_003 + epoch, num_workers=self.loader_workers,
                                  past_s=self.model_config.past_s, future_s=self.model_config.future_s)
             for batch in loader:

@@ -180,6 +180,27 @@ def test_augmentation_is_off_by_default_and_changes_audio_when_on(corpus):
         assert (a["audio"] - b["audio"]).abs().mean() > 0.1
 
 
+def test_band_masks_flatten_a_few_bands_and_are_off_by_default(corpus):
+    windows = torch.randn(SEGMENT, 60, audio.N_MELS, generator=torch.Generator().manual_seed(5))
+    rng = np.random.default_rng(0)
+    assert Augment(enabled=True).mask_bands(windows, rng) is windows  # band_mask_prob 0
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state  # and drew nothing
+    masking = Augment(enabled=True, band_mask_prob=1.0, band_masks=2, band_mask_bins=12)
+    for seed in range(20):
+        masked = masking.mask_bands(windows, np.random.default_rng(seed))
+        flat = (masked.reshape(-1, audio.N_MELS).std(0) == 0).numpy()  # bands with no change over time
+        changed = (masked != windows).reshape(-1, audio.N_MELS).any(0).numpy()
+        assert 1 <= flat.sum() <= 24 and np.array_equal(flat, changed)
+        torch.testing.assert_close(masked[..., flat].mean((0, 1)), windows[..., flat].mean((0, 1)))
+    assert torch.equal(windows, torch.randn(SEGMENT, 60, audio.N_MELS, generator=torch.Generator().manual_seed(5)))
+    # In the dataset: masked items differ from plain ones in their features only.
+    plain = WindowDataset(corpus, SEGMENT, augment=Augment(enabled=True))
+    masked_items = WindowDataset(corpus, SEGMENT, augment=Augment(enabled=True, band_mask_prob=1.0))
+    a, b = plain[0], masked_items[0]
+    assert torch.equal(a["vertices"], b["vertices"]) and not torch.equal(a["audio"], b["audio"])
+    assert (a["audio"] != b["audio"]).reshape(-1, audio.N_MELS).any(0).sum() <= 24
+
+
 @pytest.mark.parametrize("colour", ["white", "pink"])
 @pytest.mark.parametrize("snr_db", [10.0, 25.0, 40.0])
 def test_noise_is_added_at_the_requested_snr(colour, snr_db):

@@ -5,9 +5,9 @@ log-mel window it hears (`model.audio.frame_windows`), its mesh, and the speaker
 Item i is a pure function of (seed, i), so runs repeat exactly with any number of workers.
 
 The audio path is the runtime one: the whole utterance is loudness-normalised, then (when
-`Augment.enabled`) the waveform is augmented, then log-mel features are computed. Only the
-stretch of audio the segment's windows read is transformed, so an item costs about the same for a
-2 s utterance and a 2 min capture.
+`Augment.enabled`) the waveform is augmented, then log-mel features are computed (and, if asked
+for, some of their mel bands masked). Only the stretch of audio the segment's windows read is
+transformed, so an item costs about the same for a 2 s utterance and a 2 min capture.
 """
 
 import math
@@ -115,6 +115,11 @@ class Augment:
     lowpass_hz: tuple[float, float] = (3000.0, 8000.0)
     gain_prob: float = 0.5
     gain_db: tuple[float, float] = (-6.0, 6.0)
+    # After the features: SpecAugment's frequency masking, so that no few mel bands alone can
+    # carry a cue (off unless band_mask_prob > 0; `mask_bands`).
+    band_mask_prob: float = 0.0
+    band_masks: int = 2  # 1 .. this many masks in a masked segment
+    band_mask_bins: int = 12  # each 1 .. this many adjacent mel bands wide
 
     @property
     def lead_in_s(self) -> float:
@@ -140,6 +145,22 @@ class Augment:
         if rng.random() < self.gain_prob:
             out = apply_gain(out, rng.uniform(*self.gain_db))
         return out.astype(np.float32)
+
+    def mask_bands(self, windows: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Log-mel windows [..., M] of one segment; with probability band_mask_prob (when enabled),
+        a copy with 1 .. band_masks runs of up to band_mask_bins adjacent mel bands each set to the
+        band's mean over the segment: its level stays, its changes over time are gone. Draws
+        nothing from rng when off, so items are as without it."""
+        if not (self.enabled and self.band_mask_prob > 0) or rng.random() >= self.band_mask_prob:
+            return windows
+        windows = windows.clone()
+        bands = windows.shape[-1]
+        for _ in range(int(rng.integers(1, self.band_masks + 1))):
+            width = int(rng.integers(1, min(self.band_mask_bins, bands) + 1))
+            low = int(rng.integers(0, bands - width + 1))
+            masked = windows[..., low : low + width]
+            masked[:] = masked.reshape(-1, width).mean(0)
+        return windows
 
 
 # --- features of one segment from only the audio its windows read ----------------------------
@@ -263,8 +284,9 @@ class WindowDataset(Dataset):
         lead = min(span.first_sample, round(self.augment.lead_in_s * SAMPLE_RATE))
         stretch = audio[span.first_sample - lead : span.end_sample]
         augmented = self.augment(stretch, rng, signal_power=float(np.mean(np.square(audio, dtype=np.float64))))
-        return segment_windows(augmented[lead:], span, start, self.segment_frames, self.source.fps,
-                               self.past_s, self.future_s)
+        windows = segment_windows(augmented[lead:], span, start, self.segment_frames, self.source.fps,
+                                  self.past_s, self.future_s)
+        return self.augment.mask_bands(windows, rng)
 
 
 def make_loader(source: WindowSource, batch_size: int = 8, segment_frames: int = 32, augment: Augment = Augment(),
