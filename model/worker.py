@@ -1,8 +1,7 @@
 """One helper thread that runs jobs in the order they are submitted.
 
-torch releases the GIL inside its ops, so a helper's tensor work overlaps the main thread's: the
-sampler computes past taps one frame ahead (model/sampler.py), and `model.animate` encodes audio
-a chunk ahead of the sampler and decodes vertices a chunk behind it.
+torch releases the GIL inside its ops, so a helper's tensor work overlaps the main thread's:
+`model.animate` encodes audio a chunk ahead of the sampler and decodes vertices a chunk behind it.
 """
 
 import queue
