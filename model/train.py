@@ -108,7 +108,7 @@ class TrainConfig:
     anneal_to: float = 0.1
     augment: bool = True
     # With augment: the share of segments whose features get SpecAugment-style frequency masks
-    # (`model.data.loader.Augment.mask_bands`). 0 in the shipped run's first fine-tunes.
+    # (`model.data.loader.Augment.mask_bands`). 0 for the shipped weights; 0.5 was tried (weights/README.md).
     band_mask_prob: float = 0.0
     seed: int = 0
     device: str = "auto"
