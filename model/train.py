@@ -110,6 +110,12 @@ class TrainConfig:
     # With augment: the share of segments whose features get SpecAugment-style frequency masks
     # (`model.data.loader.Augment.mask_bands`). 0 for the shipped weights; 0.5 was tried (weights/README.md).
     band_mask_prob: float = 0.0
+    # Compute each training step's losses under bfloat16 autocast (weights, their average and the
+    # optimiser stay float32; validation and the watched voices run in float32). On the 2-core
+    # AMD EPYC (AVX512-BF16) a stage-1 step of the default model took 0.50 s against 0.74 s, and
+    # the shipped weights' gradients on one batch agreed with float32's to cosine 0.998, the
+    # losses within 0.8 %. CPUs without native bfloat16 may run it slower. Off for the shipped weights.
+    bf16: bool = False
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
@@ -289,7 +295,9 @@ class Trainer:
             net.train()
             for group in optimiser.param_groups:
                 group["lr"] = self.learning_rate(stage, step, steps)
-            losses = loss_fn(net, next(train))
+            batch = next(train)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                losses = loss_fn(net, batch)
             total = sum(self.loss_weight(k, step) * v for k, v in losses.items())
             optimiser.zero_grad(set_to_none=True)
             total.backward()

@@ -221,6 +221,26 @@ def test_stages_keep_a_moving_average_of_their_weights(trained, tmp_path):
     assert all(torch.equal(v, states[-1]["ema"][k]) for k, v in evaluate._regressor(tmp_path).state_dict().items())
 
 
+def test_bfloat16_steps_follow_the_float32_ones(trained, tmp_path):
+    cfg, config, _ = trained
+    runs = {}
+    for bf16 in (False, True):
+        out = tmp_path / f"bf16_{bf16}"
+        train(replace(cfg, out=str(out), bf16=bf16, stage1_steps=2), config, ["stage1"], None)
+        runs[bf16] = torch.load(out / "stage1.pt", weights_only=True)
+    first = {bf16: json.loads(state["curves"])[0] for bf16, state in runs.items()}
+    for name in ("reconstruction", "eyelid", "cross_modality"):
+        assert first[True][name] == pytest.approx(first[False][name], rel=0.03), name
+    torch.manual_seed(cfg.seed)  # the runs' random start, as train() draws it
+    start = dict(MeshTalk(config).named_parameters())
+    steps = {bf16: torch.cat([(v - start[k]).flatten() for k, v in state["model"].items() if k in start])
+             for bf16, state in runs.items()}
+    assert steps[False].abs().max() <= 2.5 * cfg.learning_rate  # two Adam steps from that very start
+    assert not torch.equal(steps[True], steps[False])  # autocast did run
+    assert torch.nn.functional.cosine_similarity(steps[True], steps[False], dim=0) > 0.9
+    assert all(v.dtype != torch.bfloat16 for v in runs[True]["model"].values())
+
+
 def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     _, _, run = trained
     summary = evaluate.evaluate(corpus, "test", run, run / "meshtalk.pt", variants=2, limit=3, out=tmp_path)
