@@ -15,7 +15,8 @@ default articulation style rather than the (unseen) speaker's, with a still uppe
 lips can score from everything the audio carries (`lower_face_in_style`); "phone oracle, N ms
 ahead" knows at each frame only the phones begun within the model's future audio window (N ms). With `--real`
 (clips from `python -m model.data.real_speech`), real human speech is scored too: it has no
-ground-truth meshes, so only lip closure, opening and rest against its forced phone alignment,
+ground-truth meshes, so only lip closure, opening, rest and lips closed away from any p/b/m
+against its forced phone alignment,
 and how the mouth's opening follows the speech envelope (scored on the split too, for every
 method and the ground truth: the correlation at the best lag within 200 ms, and that lag),
 written to `OUT/real_speech.md` and `OUT/real_lip_gap.png`. With `--festival kal,slt`, the split's
@@ -76,7 +77,13 @@ def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
     return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
 
 
-_INTERVAL_NOTE = "closure_ci95_pct is the closure rate's 95 % interval over the events."
+_INTERVAL_NOTE = ("closure_ci95_pct is the closure rate's 95 % interval over the events; closed_elsewhere_pct is "
+                  "the share of speech frames away from any p/b/m with closed lips (lower is better).")
+
+
+def _event_counts(events: dict[str, int]) -> str:
+    """"29 closure, 20 opening, 0 rest, 408 closed_elsewhere frames": closed_elsewhere counts frames."""
+    return ", ".join(f"{t} {k}" + (" frames" if k == "closed_elsewhere" else "") for k, t in events.items())
 
 
 def _with_closure_interval(counts: dict[str, tuple[int, int]], events: int) -> dict[str, float | list | None]:
@@ -174,8 +181,8 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
 
 
 def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: int = 4) -> dict:
-    """Lip-sync scores on real speech (no meshes): {method: {closure_pct, closure_ci95_pct,
-    opening_pct, rest_pct, envelope_r, envelope_lag_ms}}. MeshTalk's variant 0 is drawn with
+    """Lip-sync scores on real speech (no meshes): {method: {closure_pct, closure_ci95_pct, opening_pct,
+    rest_pct, closed_elsewhere_pct, envelope_r, envelope_lag_ms}}. MeshTalk's variant 0 is drawn with
     `seeds` seeds per clip (clip index + 1000 * s) and its scores pool them: the clips hold few
     events."""
     template = load_template()
@@ -208,10 +215,10 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
         for m, s in sync.items()},
         "events": events}
     lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
-             f"({', '.join(f'{t} {k}' for k, t in summary['events'].items())} events); MeshTalk pooled over "
-             f"{seeds} seeds per clip; {_INTERVAL_NOTE}", "",
-             "| method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | envelope_r | envelope_lag_ms |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"({_event_counts(summary['events'])}); MeshTalk pooled over {seeds} seeds per clip; {_INTERVAL_NOTE}", "",
+             "| method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | closed_elsewhere_pct | envelope_r "
+             "| envelope_lag_ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {m} | " + " | ".join(map(_cell, v.values())) + " |"
               for m, v in summary["methods"].items()]
     out.mkdir(parents=True, exist_ok=True)
@@ -223,9 +230,9 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
 def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path, checkpoint: Path, out: Path,
                       limit: int | None = None) -> dict:
     """Lip sync on the split's sentences spoken by Festival voices (model/data/festival.py), scored
-    against Festival's own phone timing: {"voices": {voice: {method: {closure_pct, opening_pct,
-    closure_ci95_pct, rest_pct}}}, "events": {voice: {kind: count}}}. MeshTalk is sampled with seed = utterance
-    index."""
+    against Festival's own phone timing: {"voices": {voice: {method: {closure_pct, closure_ci95_pct,
+    opening_pct, rest_pct, closed_elsewhere_pct}}}, "events": {voice: {kind: count}}}. MeshTalk is
+    sampled with seed = utterance index."""
     template = load_template()
     texts = load_corpus(corpus_dir / f"{split}.npz", template).texts
     texts = texts if limit is None else texts[:limit]
@@ -247,10 +254,11 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
         summary["voices"][voice] = {m: _with_closure_interval(counts, closures) for m, counts in sync.items()}
     lines = [f"Festival voices speaking the `{split}` split's {len(texts)} sentences, scored against Festival's "
              f"phone timing; {_INTERVAL_NOTE}", "",
-             "| voice | method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | events |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "| voice | method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | closed_elsewhere_pct "
+             "| events |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for voice, methods in summary["voices"].items():
-        events = ", ".join(f"{t} {k}" for k, t in summary["events"][voice].items())
+        events = _event_counts(summary["events"][voice])
         lines += [f"| {voice} | {m} | " + " | ".join(map(_cell, v.values())) + f" | {events} |"
                   for m, v in methods.items()]
     out.mkdir(parents=True, exist_ok=True)

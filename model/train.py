@@ -228,19 +228,22 @@ class Trainer:
 
     @torch.no_grad()
     def watched_closure(self, net: MeshTalk) -> dict[str, float]:
-        """{closure_<voice>: % of the watched speech's p/b/m that `net`'s audio path seals}."""
+        """{closure_<voice>: % of the watched speech's p/b/m that `net`'s audio path seals,
+        closed_elsewhere_<voice>: % of its speech frames away from any p/b/m with closed lips}."""
         net.eval()
         config, head = self.model_config, torch.as_tensor(self.template.vertices, device=self.device)
         scores = {}
         for voice, clips in self.watched.items():
-            hits = total = 0
+            counts = {"closure": [0, 0], "closed_elsewhere": [0, 0]}
             for mel, frames, phones in clips:
                 windows = frame_windows(mel, frames, config.fps, config.past_s, config.future_s)[None]
                 codes = argmax_codes(net.encode(windows, head.expand(1, frames, -1, -1), head))
-                h, t = metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(), config.fps, phones,
-                                               self.template)["closure"]
-                hits, total = hits + h, total + t
-            scores[f"closure_{voice}"] = round(100 * hits / total, 1) if total else None
+                sync = metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(), config.fps, phones,
+                                               self.template)
+                for kind, (hits, total) in counts.items():
+                    counts[kind] = [hits + sync[kind][0], total + sync[kind][1]]
+            scores.update({f"{kind}_{voice}": round(100 * hits / total, 1) if total else None
+                           for kind, (hits, total) in counts.items()})
         return scores
 
     # ------------------------------------------------------------------ one step of each stage
@@ -323,7 +326,9 @@ class Trainer:
                 if stage == "stage1" and self.watched:
                     watched = self.watched_closure(average)
                     print(f"{stage} {step}: audio path seals " + ", ".join(
-                        f"{k[len('closure_'):]} {v} %" for k, v in watched.items()) + " of p/b/m", flush=True)
+                        f"{voice} {watched[f'closure_{voice}']} %" for voice in self.watched) + " of p/b/m; lips "
+                        "closed away from p/b/m " + ", ".join(
+                        f"{voice} {watched[f'closed_elsewhere_{voice}']} %" for voice in self.watched), flush=True)
                     validation.update(watched)
                 curves[-1:] = [{**(curves[-1] if curves else {"step": step}),
                                 **{f"val_{k}": v for k, v in validation.items()}}]
@@ -367,7 +372,7 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     keys = sorted({k for c in curves for k in c if k != "step"})
-    closures = [k for k in keys if k.startswith("val_closure_")]  # percentages, on their own axis
+    closures = [k for k in keys if k.startswith(("val_closure_", "val_closed_elsewhere_"))]  # %, on their own axis
     for key in keys:
         points = [(c["step"], c[key]) for c in curves if c.get(key) is not None]
         if key not in closures and points:
@@ -378,8 +383,8 @@ def plot_curves(curves: list[dict], path: Path, title: str) -> None:
         percent = ax.twinx()
         for key in closures:
             points = [(c["step"], c[key]) for c in curves if c.get(key) is not None]
-            percent.plot(*zip(*points), "--s", label=key[len("val_"):] + " (%)")
-        percent.set(ylabel="p/b/m sealed by the audio path (%)", ylim=(0, 100))
+            percent.plot(*zip(*points), "--s" if "closure" in key else ":^", label=key[len("val_"):] + " (%)")
+        percent.set(ylabel="audio path: p/b/m sealed, lips closed elsewhere (%)", ylim=(0, 100))
         percent.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)

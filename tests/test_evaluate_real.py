@@ -41,20 +41,24 @@ def _small_checkpoint_and_clip(tmp_path, words):
 
 def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
     words = [{"t": "<sil>", "w": [{"b": 0.0, "d": 0.5, "t": "SIL"}]}, MAP,
-             {"t": "<sil>", "w": [{"b": 0.9, "d": 1.1, "t": "SIL"}]}]
+             {"t": "a", "w": [{"b": 0.9, "d": 0.3, "t": "AH"}]}, {"t": "<sil>", "w": [{"b": 1.2, "d": 1.1, "t": "SIL"}]}]
     checkpoint, clips = _small_checkpoint_and_clip(tmp_path, words)
 
     summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out", seeds=3)
     # The untrained decoder outputs the closed template: lips closed everywhere, never open.
-    # Events are the clips' own, however many draws are pooled.
-    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2} and summary["seeds"] == 3
+    # Events are the clips' own, however many draws are pooled; closed_elsewhere counts the
+    # frames of "a" more than 100 ms after the /p/ (1.0-1.2 s: 5 frames).
+    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 2, "closed_elsewhere": 5}
+    assert summary["seeds"] == 3
     # A mouth that never moves has no correlation with the envelope: n/a, not a number.
     # The closure interval is over the 2 events, not the 6 draws of them (Wilson: 34.2-100 %).
     assert summary["methods"] == {"MeshTalk (variant 0)": {"closure_pct": 100.0, "closure_ci95_pct": [34.2, 100.0],
-                                                           "opening_pct": 0.0, "rest_pct": 100.0, "envelope_r": None,
+                                                           "opening_pct": 0.0, "rest_pct": 100.0,
+                                                           "closed_elsewhere_pct": 100.0, "envelope_r": None,
                                                            "envelope_lag_ms": None}}
     table = (tmp_path / "out" / "real_speech.md").read_text()
-    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | 100.0 | n/a | n/a |" in table
+    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | 100.0 | 100.0 | n/a | n/a |" in table
+    assert "5 closed_elsewhere frames" in table
     assert "pooled over 3 seeds" in table
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
 
@@ -63,7 +67,7 @@ def test_evaluate_real_scores_a_kind_without_events_as_not_applicable(tmp_path):
     checkpoint, clips = _small_checkpoint_and_clip(tmp_path, [MAP])
 
     summary = evaluate_real(clips, tmp_path / "no-run", checkpoint, tmp_path / "out")
-    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 0}
+    assert summary["events"] == {"closure": 2, "opening": 1, "rest": 0, "closed_elsewhere": 0}
     assert summary["methods"]["MeshTalk (variant 0)"]["rest_pct"] is None
     table = (tmp_path / "out" / "real_speech.md").read_text()
-    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | n/a | n/a | n/a |" in table
+    assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | n/a | n/a | n/a | n/a |" in table

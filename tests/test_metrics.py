@@ -46,7 +46,7 @@ def test_upper_face_dynamics(template):
 
 
 def test_ground_truth_scores_as_designed(utterances, template):
-    totals = {"closure": [0, 0], "opening": [0, 0], "rest": [0, 0]}
+    totals = {"closure": [0, 0], "opening": [0, 0], "rest": [0, 0], "closed_elsewhere": [0, 0]}
     for g, vertices in utterances:
         for kind, (hits, count) in metrics.lip_sync_scores(vertices, 30.0, g.utterance.phones, template).items():
             totals[kind][0] += hits
@@ -55,6 +55,7 @@ def test_ground_truth_scores_as_designed(utterances, template):
     assert totals["closure"][0] == totals["closure"][1]
     assert totals["opening"][0] >= 0.9 * totals["opening"][1]
     assert totals["rest"][0] >= 0.9 * totals["rest"][1]
+    assert totals["closed_elsewhere"][1] > 100 and totals["closed_elsewhere"][0] <= 0.03 * totals["closed_elsewhere"][1]
 
 
 def test_a_static_face_never_opens(utterances, template):
@@ -62,6 +63,15 @@ def test_a_static_face_never_opens(utterances, template):
         still = np.repeat(template.vertices[None], len(vertices), axis=0)
         scores = metrics.lip_sync_scores(still, 30.0, g.utterance.phones, template)
         assert scores["opening"][0] == 0 and scores["closure"][0] == scores["closure"][1]
+        assert scores["closed_elsewhere"][0] == scores["closed_elsewhere"][1] > 0  # shut lips seal everywhere
+
+
+def test_closed_elsewhere_counts_speech_frames_away_from_bilabials(template):
+    phones = [("SIL", 0.0, 0.5), ("AA", 0.5, 1.0), ("M", 1.0, 1.1), ("AA", 1.1, 1.5), ("SIL", 1.5, 2.0)]
+    still = np.repeat(template.vertices[None], 60, axis=0)  # closed lips, 2 s at 30 fps
+    closed, frames = metrics.lip_sync_scores(still, 30.0, phones, template)["closed_elsewhere"]
+    # speech frames 15..44 (0.5-1.5 s), less those from 0.9 to 1.2 s (frames 27..36)
+    assert (closed, frames) == (20, 20)
 
 
 def test_blink_count_matches_the_generated_blinks(utterances, template):

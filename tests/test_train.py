@@ -64,15 +64,20 @@ def test_watching_held_out_voices_scores_the_audio_path_without_changing_trainin
     for c in checkpoints:
         assert all(0 <= c[f"val_closure_{voice}"] <= 100 for voice in voices.split(","))
     assert "stage1 6: audio path seals espeak" in capsys.readouterr().out
-    # an untrained decoder outputs the template, whose lips are closed: every p/b/m sealed; with
-    # the lower lip dropped 5 mm, none
+    # an untrained decoder outputs the template, whose lips are closed: every p/b/m sealed, and
+    # every frame elsewhere closed too (the real clip's MAP has no frame away from its M and P);
+    # with the lower lip dropped 5 mm, none
     trainer, net = Trainer(watched, config), MeshTalk(config)
-    assert trainer.watched_closure(net) == {f"closure_{v}": 100.0 for v in voices.split(",")}
+    expected = {f"closure_{v}": 100.0 for v in voices.split(",")}
+    expected |= {f"closed_elsewhere_{v}": None if v == "real" else 100.0 for v in voices.split(",")}
+    assert trainer.watched_closure(net) == expected
     decode, lower_lip = net.decode, torch.as_tensor(trainer.template.lip_lower_inner)
     drop = torch.zeros(config.num_vertices, 3)
     drop[lower_lip, 2] = -0.005
     net.decode = lambda codes, head: decode(codes, head) + drop
-    assert trainer.watched_closure(net) == {f"closure_{v}": 0.0 for v in voices.split(",")}
+    expected = {f"closure_{v}": 0.0 for v in voices.split(",")}
+    expected |= {f"closed_elsewhere_{v}": None if v == "real" else 0.0 for v in voices.split(",")}
+    assert trainer.watched_closure(net) == expected
 
 
 def test_added_losses_start_at_their_steps(trained):
@@ -291,7 +296,7 @@ def test_evaluation_writes_every_score_to_one_json(trained, corpus, tmp_path):
                    "--real-seeds", "1"] + (["--festival", ",".join(voices)] if voices else []))
     scores = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert scores["utterances"] == 1 and "MeshTalk (variant 0)" in scores["methods"]
-    assert scores["real_speech"]["events"] == {"closure": 2, "opening": 1, "rest": 0}
+    assert scores["real_speech"]["events"] == {"closure": 2, "opening": 1, "rest": 0, "closed_elsewhere": 0}
     assert set(scores["real_speech"]["methods"]) == {"regressor", "MeshTalk (variant 0)"}
     assert set(scores.get("festival", {"voices": {}})["voices"]) == set(voices)
 
