@@ -6,7 +6,8 @@
 Writes `OUT/metrics.md` (markdown tables), `OUT/metrics.json` (every score, with real speech's
 and Festival's under "real_speech" and "festival" when asked for) and `OUT/lip_gap.png` (the
 inner-lip gap over time of one utterance: ground truth and each method). Metrics: model/metrics.py.
-Every method animates the speaker's own neutral head, as the ground truth does. With more than
+Every method animates the speaker's own neutral head, as the ground truth does; the "ground truth"
+row scores the data itself, the reference for the lip-sync rates and blinks. With more than
 one variant, their spread is measured as sampled, as `animate` returns them (lips shared), and for
 the data itself (the utterance regenerated with fresh draws of its motion that does not follow the
 speech: model/data/synth.py, `redraw_free_motion`). The "phone oracle" row is no model: it is
@@ -77,6 +78,7 @@ def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
     return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
 
 
+GROUND_TRUTH = "ground truth"
 _INTERVAL_NOTE = ("closure_ci95_pct is the closure rate's 95 % interval over the events; closed_elsewhere_pct is "
                   "the share of speech frames away from any p/b/m with closed lips (lower is better).")
 
@@ -118,7 +120,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
     regressor = _regressor(run)
     lookahead_s = cached_checkpoint(str(checkpoint), "cpu")[0].future_s  # animate below reuses it
     ahead = f"phone oracle, {round(lookahead_s * 1000)} ms ahead"
-    methods = (["static template", "phone oracle", ahead] + (["regressor"] if regressor else [])
+    methods = ([GROUND_TRUTH, "static template", "phone oracle", ahead] + (["regressor"] if regressor else [])
                + ["MeshTalk (variant 0)"])
     rows = {m: {"lve": [], "mve": [], "fdd": [], "blinks": 0, "sync": {}, "openings": []} for m in methods}
     gt_blinks, seconds, diversity, example = 0, 0.0, [], None
@@ -137,6 +139,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
         if regressor:
             predictions["regressor"] = _regress(regressor, audio, len(truth), head)[:n]
         truth = truth[:n]
+        predictions = {GROUND_TRUTH: truth, **predictions}  # the data scored as a method: the metrics' reference
         truth_dynamics = metrics.upper_face_dynamics(truth, head, upper)
         for name, pred in predictions.items():
             row = rows[name]
@@ -316,9 +319,9 @@ def _plot_lip_gap(path: Path, example, fps: float) -> None:
     u, truth, predictions, speaker = example
     fig, ax = plt.subplots(figsize=(9, 3.5))
     times = np.arange(len(truth)) / fps
-    ax.plot(times, metrics.lip_gap_mm(truth, speaker), "k", lw=2, label="ground truth")
     for name, pred in predictions.items():
-        ax.plot(times, metrics.lip_gap_mm(pred, speaker), label=name)
+        style = {"color": "k", "lw": 2} if name == GROUND_TRUTH else {}
+        ax.plot(times, metrics.lip_gap_mm(pred, speaker), label=name, **style)
     ax.set(xlabel="s", ylabel="inner-lip gap (mm)", title=f"utterance {u}")
     ax.legend()
     fig.tight_layout()

@@ -250,10 +250,15 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     _, _, run = trained
     summary = evaluate.evaluate(corpus, "test", run, run / "meshtalk.pt", variants=2, limit=3, out=tmp_path)
     methods = summary["methods"]
-    assert set(methods) == {"static template", "phone oracle", "phone oracle, 100 ms ahead", "regressor",
-                            "MeshTalk (variant 0)"}
+    assert set(methods) == {"ground truth", "static template", "phone oracle", "phone oracle, 100 ms ahead",
+                            "regressor", "MeshTalk (variant 0)"}
     for values in methods.values():
         assert values["sqrt_lve_mm"] >= 0 and 0 <= values["closure_pct"] <= 100
+    # the data scored as a method: no error, every p/b/m sealed, lips rarely closed elsewhere
+    truth = methods["ground truth"]
+    assert truth["sqrt_lve_mm"] == 0 and truth["fdd_mm2"] == 0 and truth["closure_pct"] == 100
+    assert truth["blinks_per_min"] == summary["ground_truth_blinks_per_min"] and truth["closed_elsewhere_pct"] < 5
+    assert methods["static template"]["closed_elsewhere_pct"] == 100
     assert methods["static template"]["opening_pct"] == 0
     # the generator's own lips from the true phones beat the still face; only the style differs from the truth
     oracle, static = methods["phone oracle"], methods["static template"]
