@@ -65,13 +65,6 @@ def _regress(net: Regressor, audio: np.ndarray, frames: int, head: np.ndarray) -
     return net(windows[None], torch.as_tensor(head))[0].numpy()
 
 
-def _add_sync(counts: dict[str, tuple[int, int]], scores: dict[str, tuple[int, int]]) -> None:
-    """Add metrics.lip_sync_scores' (hits, total) per kind into counts, in place."""
-    for kind, (hits, total) in scores.items():
-        h, t = counts.get(kind, (0, 0))
-        counts[kind] = (h + hits, t + total)
-
-
 def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
     """{kind_pct: hits / total in %}; None for a kind with no events (e.g. no pause long enough for
     the rest test), not 0 %."""
@@ -148,7 +141,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
             row["fdd"].append(truth_dynamics - metrics.upper_face_dynamics(pred, head, upper))
             row["blinks"] += metrics.blinks(pred, speaker)
             row["openings"].append(metrics.lip_gap_mm(pred, speaker))
-            _add_sync(row["sync"], metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker))
+            metrics.add_sync_scores(row["sync"], metrics.lip_sync_scores(pred, corpus.fps, corpus.phones(u), speaker))
         gt_blinks += metrics.blinks(truth, speaker)
         gt_openings.append(metrics.lip_gap_mm(truth, speaker))
         envelopes.append(metrics.speech_envelope(audio, SAMPLE_RATE, corpus.fps, n))
@@ -204,7 +197,8 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
         envelope = metrics.speech_envelope(audio, SAMPLE_RATE, fps, frames)
         for method, preds in predictions.items():
             for pred in preds:
-                _add_sync(sync.setdefault(method, {}), metrics.lip_sync_scores(pred, fps, phones, template))
+                metrics.add_sync_scores(sync.setdefault(method, {}),
+                                        metrics.lip_sync_scores(pred, fps, phones, template))
                 openings.setdefault(method, []).append(metrics.lip_gap_mm(pred, template))
                 envelopes.setdefault(method, []).append(envelope)
         example = example or (name, {m: preds[0] for m, preds in predictions.items()}, phones, fps)
@@ -251,7 +245,8 @@ def evaluate_festival(corpus_dir: Path, split: str, voices: list[str], run: Path
             if regressor:
                 predictions["regressor"] = _regress(regressor, audio, anim.vertices.shape[1], template.vertices)
             for method, pred in predictions.items():
-                _add_sync(sync.setdefault(method, {}), metrics.lip_sync_scores(pred, anim.fps, phones, template))
+                metrics.add_sync_scores(sync.setdefault(method, {}),
+                                        metrics.lip_sync_scores(pred, anim.fps, phones, template))
         summary["events"][voice] = {k: t for k, (_, t) in next(iter(sync.values())).items()}
         closures = summary["events"][voice]["closure"]
         summary["voices"][voice] = {m: _with_closure_interval(counts, closures) for m, counts in sync.items()}

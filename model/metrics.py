@@ -33,6 +33,13 @@ ENVELOPE_WINDOW_S = 0.04  # the speech envelope at a frame: RMS amplitude over t
 MAX_LAG_S = 0.2  # envelope correlation: lags searched on either side of 0
 
 
+def add_sync_scores(counts: dict[str, tuple[int, int]], scores: dict[str, tuple[int, int]]) -> None:
+    """Add lip_sync_scores' (hits, total) per kind into counts, in place: scores pooled over clips."""
+    for kind, (hits, total) in scores.items():
+        h, t = counts.get(kind, (0, 0))
+        counts[kind] = (h + hits, t + total)
+
+
 def wilson_interval(rate: float, events: int, z: float = 1.96) -> tuple[float, float]:
     """(low, high) share, both in [0, 1], around an observed hit `rate` over `events` independent
     trials: the Wilson score interval, 95 % at the default z. Unlike rate +- z * stderr it stays
@@ -98,8 +105,6 @@ def lip_sync_scores(vertices: np.ndarray, fps: float, phones: list[tuple[str, fl
             near_bilabial |= (times >= start - BILABIAL_SLACK_S) & (times <= end + RELEASE_SLACK_S)
         elif symbol != "SIL":
             speech |= (times >= start) & (times < end)
-    elsewhere = speech & ~near_bilabial
-    for symbol, start, end in phones:
         if symbol in BILABIALS:
             frames, kind, hit = _frames(start - BILABIAL_SLACK_S, end, fps, len(gap)), "closure", np.min
         elif symbol in OPEN_VOWELS:
@@ -113,6 +118,7 @@ def lip_sync_scores(vertices: np.ndarray, fps: float, phones: list[tuple[str, fl
         value = hit(gap[frames])
         scores[kind][0] += int(value > OPEN_GAP_MM if kind == "opening" else value < CLOSED_GAP_MM)
         scores[kind][1] += 1
+    elsewhere = speech & ~near_bilabial
     scores["closed_elsewhere"] = [int((gap[elsewhere] < CLOSED_GAP_MM).sum()), int(elsewhere.sum())]
     return {k: (v[0], v[1]) for k, v in scores.items()}
 

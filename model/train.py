@@ -234,16 +234,15 @@ class Trainer:
         config, head = self.model_config, torch.as_tensor(self.template.vertices, device=self.device)
         scores = {}
         for voice, clips in self.watched.items():
-            counts = {"closure": [0, 0], "closed_elsewhere": [0, 0]}
+            counts = {}
             for mel, frames, phones in clips:
                 windows = frame_windows(mel, frames, config.fps, config.past_s, config.future_s)[None]
                 codes = argmax_codes(net.encode(windows, head.expand(1, frames, -1, -1), head))
-                sync = metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(), config.fps, phones,
-                                               self.template)
-                for kind, (hits, total) in counts.items():
-                    counts[kind] = [hits + sync[kind][0], total + sync[kind][1]]
-            scores.update({f"{kind}_{voice}": round(100 * hits / total, 1) if total else None
-                           for kind, (hits, total) in counts.items()})
+                metrics.add_sync_scores(counts, metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(),
+                                                                        config.fps, phones, self.template))
+            for kind in ("closure", "closed_elsewhere"):
+                hits, total = counts[kind]
+                scores[f"{kind}_{voice}"] = round(100 * hits / total, 1) if total else None
         return scores
 
     # ------------------------------------------------------------------ one step of each stage
