@@ -110,6 +110,10 @@ class TrainConfig:
     # With augment: the share of segments whose features get SpecAugment-style frequency masks
     # (`model.data.loader.Augment.mask_bands`). 0 for the shipped weights; 0.5 was tried (weights/README.md).
     band_mask_prob: float = 0.0
+    # With augment: the share of segments whose speaker's head (and meshes with it) moves a uniform
+    # share of the way back to the template (`model.data.loader.Augment.mix_identity`), so that
+    # training sees heads near the one users animate. 0 for the shipped weights (weights/README.md).
+    identity_mix_prob: float = 0.0
     # Compute each training step's losses under bfloat16 autocast (weights, their average and the
     # optimiser stay float32; validation and the watched voices run in float32). On the 2-core
     # AMD EPYC (AVX512-BF16) a stage-1 step (default sizes, 200 ms window) took 0.50 s against 0.74 s, and
@@ -177,10 +181,12 @@ class Trainer:
         """Endless batches moved to the device; each pass uses new draws."""
         epoch = 0
         while True:
-            augmentation = Augment(enabled=augment, band_mask_prob=self.cfg.band_mask_prob)
+            augmentation = Augment(enabled=augment, band_mask_prob=self.cfg.band_mask_prob,
+                                   identity_mix_prob=self.cfg.identity_mix_prob)
             loader = make_loader(source, self.cfg.batch_size, frames, augmentation,
                                  seed=seed * 100_003 + epoch, num_workers=self.loader_workers,
-                                 past_s=self.model_config.past_s, future_s=self.model_config.future_s)
+                                 past_s=self.model_config.past_s, future_s=self.model_config.future_s,
+                                 neutral=self.template.vertices)
             for batch in loader:
                 if len(batch["audio"]) == self.cfg.batch_size:
                     yield {k: v.to(self.device) for k, v in batch.items()}

@@ -198,6 +198,33 @@ def test_band_masks_flatten_a_few_bands_and_are_off_by_default(corpus):
     masked_items = WindowDataset(corpus, SEGMENT, augment=Augment(enabled=True, band_mask_prob=1.0))
     a, b = plain[0], masked_items[0]
     assert torch.equal(a["vertices"], b["vertices"]) and not torch.equal(a["audio"], b["audio"])
+
+
+def test_identity_mix_moves_heads_toward_the_template_and_keeps_the_motion(corpus, template):
+    neutral = template.vertices
+    vertices, head = np.ones((2, *neutral.shape), np.float32), neutral + 0.01
+    rng = np.random.default_rng(0)
+    for off in (Augment(enabled=True), Augment(enabled=False, identity_mix_prob=1.0)):
+        assert off.mix_identity(vertices, head, neutral, rng) == (vertices, head)
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state  # drew nothing
+
+    plain, unmixed, mixed = (WindowDataset(corpus, SEGMENT, augment=a, items_per_epoch=40, neutral=n) for a, n in (
+        (Augment(enabled=True), neutral), (Augment(enabled=True), None),
+        (Augment(enabled=True, identity_mix_prob=1.0), neutral)))
+    shares = []
+    for i in range(40):
+        a, b = plain[i], mixed[i]
+        assert all(torch.equal(a[k], unmixed[i][k]) for k in a)  # off: items as without a neutral
+        assert torch.equal(a["audio"], b["audio"])
+        torch.testing.assert_close(b["vertices"] - b["template"], a["vertices"] - a["template"], rtol=0, atol=1e-6)
+        away = a["template"].numpy() - neutral  # the speaker's head relative to the template
+        if np.abs(away).max() > 1e-3:  # the moved speaker: the mixed head lies on the way back
+            moved = np.abs(away) > 1e-3
+            share = (b["template"].numpy() - neutral)[moved] / away[moved]
+            np.testing.assert_allclose(b["template"].numpy()[~moved], neutral[~moved], atol=1e-6)
+            np.testing.assert_allclose(share, share[0], atol=1e-4)
+            shares.append(share[0])
+    assert len(shares) > 5 and 0 <= min(shares) and max(shares) < 1 and np.std(shares) > 0.1
     assert (a["audio"] != b["audio"]).reshape(-1, audio.N_MELS).any(0).sum() <= 24
 
 

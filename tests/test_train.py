@@ -4,6 +4,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +92,18 @@ def test_added_losses_start_at_their_steps(trained):
         curves = json.loads(torch.load(trainer.out / f"{stage}.pt", weights_only=True)["curves"])
         assert all(c["lip_gap"] >= 0 for c in curves)
         assert stage == "regressor" or all(c["audio_lip_gap"] >= 0 and c["mouth_consistency"] >= 0 for c in curves)
+
+
+def test_identity_mix_moves_training_heads_toward_the_template(trained):
+    cfg, config, _ = trained
+    neutral = load_template().vertices
+    for prob in (0.0, 1.0):
+        trainer = Trainer(replace(cfg, identity_mix_prob=prob), config)
+        batch = next(trainer.batches(trainer.train_data, cfg.segment_frames, seed=3, augment=True))
+        heads = [trainer.train_data.utterance_template(int(u)) for u in batch["utterance"]]
+        distance = [np.abs(t.cpu().numpy() - neutral).mean() / np.abs(h - neutral).mean()
+                    for t, h in zip(batch["template"], heads)]
+        assert np.allclose(distance, 1.0) if prob == 0 else max(distance) < 1.0
 
 
 def test_learning_rate_anneals_over_each_stages_last_steps(trained):

@@ -120,6 +120,9 @@ class Augment:
     band_mask_prob: float = 0.0
     band_masks: int = 2  # 1 .. this many masks in a masked segment
     band_mask_bins: int = 12  # each 1 .. this many adjacent mel bands wide
+    # On the meshes: the share of segments whose speaker's head moves toward the template's neutral
+    # (off unless identity_mix_prob > 0 and the dataset has a neutral; `mix_identity`).
+    identity_mix_prob: float = 0.0
 
     @property
     def lead_in_s(self) -> float:
@@ -161,6 +164,21 @@ class Augment:
             masked = windows[..., low : low + width]
             masked[:] = masked.reshape(-1, width).mean(0)
         return windows
+
+    def mix_identity(self, vertices: np.ndarray, head: np.ndarray, neutral: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices [T, V, 3], head [V, 3]) of one segment, metres; with probability
+        identity_mix_prob (when enabled), both moved by the same offset, which takes the head a
+        uniform share of the way back to `neutral` [V, 3]: the motion (vertices - head) stays.
+
+        The synthetic corpus's heads all differ from the template by the same 1.5 mm RMS plus a
+        scale (model.data.identity), so no training head lies near the template that users
+        animate; a model trained without this sealed 21 % of eSpeak's p/b/m on the template and
+        98.6 % on its speakers' heads (weights/README.md). Draws nothing from rng when off."""
+        if not (self.enabled and self.identity_mix_prob > 0) or rng.random() >= self.identity_mix_prob:
+            return vertices, head
+        offset = (rng.uniform() - 1.0) * (head - neutral)  # head + offset = neutral + share * (head - neutral)
+        return (vertices + offset).astype(np.float32), (head + offset).astype(np.float32)
 
 
 # --- features of one segment from only the audio its windows read ----------------------------
@@ -224,11 +242,12 @@ class WindowDataset(Dataset):
       template     float32 [V, 3]          the speaker's neutral head, metres
       speaker, utterance, start_frame      int64 scalars
     Every pass over the dataset gives the same items; pass another seed for other ones.
+    `neutral` [V, 3] metres (the template's) is what `Augment.mix_identity` moves heads toward.
     """
 
     def __init__(self, source: WindowSource, segment_frames: int = 32, past_s: float = DEFAULT_PAST_S,
                  future_s: float = DEFAULT_FUTURE_S, augment: Augment = Augment(), seed: int = 0,
-                 items_per_epoch: int | None = None):
+                 items_per_epoch: int | None = None, neutral: np.ndarray | None = None):
         """items_per_epoch: the dataset's length; default one segment per segment_frames frames of source."""
         if source.sample_rate != SAMPLE_RATE:
             raise ValueError(f"the source's audio is {source.sample_rate} Hz; the model needs {SAMPLE_RATE} Hz")
@@ -240,6 +259,7 @@ class WindowDataset(Dataset):
         self.future_s = future_s
         self.augment = augment
         self.seed = seed
+        self.neutral = neutral
         lengths = np.array([source.num_frames(u) for u in range(len(source))], dtype=np.int64)
         positions = np.maximum(0, lengths - segment_frames + 1)
         self._segment_offsets = np.concatenate([[0], np.cumsum(positions)])  # int64 [U + 1]
@@ -260,10 +280,15 @@ class WindowDataset(Dataset):
             raise IndexError(f"item {i} out of range for {len(self)} items")
         rng = self._rng(i)
         u, start = self._draw_segment(rng)
+        windows = self._audio_windows(u, start, rng)
+        vertices = self.source.vertices(u, slice(start, start + self.segment_frames))
+        head = self.source.utterance_template(u)
+        if self.neutral is not None:
+            vertices, head = self.augment.mix_identity(vertices, head, self.neutral, rng)
         return {
-            "audio": self._audio_windows(u, start, rng),
-            "vertices": torch.from_numpy(self.source.vertices(u, slice(start, start + self.segment_frames))),
-            "template": torch.tensor(self.source.utterance_template(u), dtype=torch.float32),
+            "audio": windows,
+            "vertices": torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32)),
+            "template": torch.tensor(head, dtype=torch.float32),
             "speaker": torch.tensor(int(self.source.speaker[u]), dtype=torch.int64),
             "utterance": torch.tensor(u, dtype=torch.int64),
             "start_frame": torch.tensor(start, dtype=torch.int64),
@@ -291,7 +316,8 @@ class WindowDataset(Dataset):
 
 def make_loader(source: WindowSource, batch_size: int = 8, segment_frames: int = 32, augment: Augment = Augment(),
                 seed: int = 0, num_workers: int = 0, past_s: float = DEFAULT_PAST_S,
-                future_s: float = DEFAULT_FUTURE_S, items_per_epoch: int | None = None) -> DataLoader:
+                future_s: float = DEFAULT_FUTURE_S, items_per_epoch: int | None = None,
+                neutral: np.ndarray | None = None) -> DataLoader:
     """Batches of WindowDataset items: audio [B, T, W, N_MELS], vertices [B, T, V, 3], template [B, V, 3],
     speaker / utterance / start_frame [B] int64.
 
@@ -299,7 +325,7 @@ def make_loader(source: WindowSource, batch_size: int = 8, segment_frames: int =
     arguments, not on num_workers. The last batch is smaller when items_per_epoch is not a
     multiple of batch_size.
     """
-    dataset = WindowDataset(source, segment_frames, past_s, future_s, augment, seed, items_per_epoch)
+    dataset = WindowDataset(source, segment_frames, past_s, future_s, augment, seed, items_per_epoch, neutral)
     return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
                       worker_init_fn=one_thread if num_workers > 0 else None)
 
