@@ -264,7 +264,7 @@ def test_evaluation_scores_every_method(trained, corpus, tmp_path):
     summary = evaluate.evaluate(corpus, "test", run, run / "meshtalk.pt", variants=2, limit=3, out=tmp_path)
     methods = summary["methods"]
     assert set(methods) == {"ground truth", "static template", "phone oracle", "phone oracle, 100 ms ahead",
-                            "regressor", "MeshTalk (variant 0)"}
+                            "regressor", "MeshTalk (variant 0)", "MeshTalk (variant 0) on the template head"}
     for values in methods.values():
         assert values["sqrt_lve_mm"] >= 0 and 0 <= values["closure_pct"] <= 100
     # the data scored as a method: no error, every p/b/m sealed, lips rarely closed elsewhere
