@@ -65,12 +65,6 @@ def _regress(net: Regressor, audio: np.ndarray, frames: int, head: np.ndarray) -
     return net(windows[None], torch.as_tensor(head))[0].numpy()
 
 
-def _percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
-    """{kind_pct: hits / total in %}; None for a kind with no events (e.g. no pause long enough for
-    the rest test), not 0 %."""
-    return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
-
-
 GROUND_TRUTH = "ground truth"
 # The split's speakers' heads all lie 1.5 mm RMS from the template (model/data/identity.py); users
 # animate the template itself, where a model can fail while it works on every speaker's head.
@@ -85,11 +79,11 @@ def _event_counts(events: dict[str, int]) -> str:
 
 
 def _with_closure_interval(counts: dict[str, tuple[int, int]], events: int) -> dict[str, float | list | None]:
-    """_percentages plus closure_ci95_pct: [low, high] %, the Wilson interval of the closure rate
+    """metrics.sync_percentages plus closure_ci95_pct: [low, high] %, the Wilson interval of the closure rate
     over the `events` p/b/m events it pools (draws of the same events count once); None for none."""
     hits, total = counts["closure"]
     interval = [round(100 * x, 1) for x in metrics.wilson_interval(hits / total, events)] if events else None
-    scores = _percentages(counts)
+    scores = metrics.sync_percentages(counts)
     return {"closure_pct": scores.pop("closure_pct"), "closure_ci95_pct": interval, **scores}
 
 
@@ -171,7 +165,7 @@ def evaluate(corpus_dir: Path, split: str, run: Path, checkpoint: Path, variants
             "sqrt_lve_mm": round(float(np.sqrt(lve)), 3), "lve_mm2": round(lve, 3),
             "mve_mm": round(float(np.mean(row["mve"])), 3), "fdd_mm2": round(float(np.mean(row["fdd"])), 4),
             "blinks_per_min": round(row["blinks"] / seconds * 60, 2),
-            **_percentages(row["sync"]),
+            **metrics.sync_percentages(row["sync"]),
             "envelope_r": envelope["r"], "envelope_lag_ms": envelope["lag_ms"],
         }
     if diversity:

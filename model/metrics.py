@@ -40,6 +40,12 @@ def add_sync_scores(counts: dict[str, tuple[int, int]], scores: dict[str, tuple[
         counts[kind] = (h + hits, t + total)
 
 
+def sync_percentages(counts: dict[str, tuple[int, int]]) -> dict[str, float | None]:
+    """{kind_pct: hits / total in %} of pooled lip_sync_scores counts; None for a kind with no
+    events (e.g. no pause long enough for the rest test), not 0 %."""
+    return {f"{k}_pct": round(100 * h / t, 1) if t else None for k, (h, t) in counts.items()}
+
+
 def wilson_interval(rate: float, events: int, z: float = 1.96) -> tuple[float, float]:
     """(low, high) share, both in [0, 1], around an observed hit `rate` over `events` independent
     trials: the Wilson score interval, 95 % at the default z. Unlike rate +- z * stderr it stays
@@ -101,11 +107,10 @@ def lip_sync_scores(vertices: np.ndarray, fps: float, phones: list[tuple[str, fl
     times = np.arange(len(gap)) / fps
     speech, near_bilabial = np.zeros(len(gap), bool), np.zeros(len(gap), bool)
     for symbol, start, end in phones:
-        if symbol in BILABIALS:
-            near_bilabial |= (times >= start - BILABIAL_SLACK_S) & (times <= end + RELEASE_SLACK_S)
-        elif symbol != "SIL":
+        if symbol != "SIL" and symbol not in BILABIALS:
             speech |= (times >= start) & (times < end)
         if symbol in BILABIALS:
+            near_bilabial |= (times >= start - BILABIAL_SLACK_S) & (times <= end + RELEASE_SLACK_S)
             frames, kind, hit = _frames(start - BILABIAL_SLACK_S, end, fps, len(gap)), "closure", np.min
         elif symbol in OPEN_VOWELS:
             frames, kind, hit = _frames(start, end, fps, len(gap)), "opening", np.max

@@ -246,9 +246,9 @@ class Trainer:
                 codes = argmax_codes(net.encode(windows, head.expand(1, frames, -1, -1), head))
                 metrics.add_sync_scores(counts, metrics.lip_sync_scores(net.decode(codes, head)[0].cpu().numpy(),
                                                                         config.fps, phones, self.template))
+            percentages = metrics.sync_percentages(counts)
             for kind in ("closure", "closed_elsewhere"):
-                hits, total = counts[kind]
-                scores[f"{kind}_{voice}"] = round(100 * hits / total, 1) if total else None
+                scores[f"{kind}_{voice}"] = percentages[f"{kind}_pct"]
         return scores
 
     # ------------------------------------------------------------------ one step of each stage

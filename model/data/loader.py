@@ -287,7 +287,7 @@ class WindowDataset(Dataset):
             vertices, head = self.augment.mix_identity(vertices, head, self.neutral, rng)
         return {
             "audio": windows,
-            "vertices": torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32)),
+            "vertices": torch.from_numpy(vertices),
             "template": torch.tensor(head, dtype=torch.float32),
             "speaker": torch.tensor(int(self.source.speaker[u]), dtype=torch.int64),
             "utterance": torch.tensor(u, dtype=torch.int64),
