@@ -65,7 +65,9 @@ def load_real_speech(folder: Path) -> list[tuple[str, np.ndarray, list[tuple[str
         alignment = json.loads(alignment_path.read_text())
         clips.append((name, load_audio(folder / f"{name}.wav"), phones(alignment)))
     if not clips:
-        raise SystemExit(f"no aligned clips in {folder}: run python -m model.data.real_speech --out {folder}")
+        raise SystemExit(f"no aligned clips (*.phone.json beside *.wav) in {folder}: make the evaluation clips with "
+                         f"python -m model.data.real_speech --out {folder}, or recordings to train on with "
+                         f"python -m model.data.recordings --out {folder}")
     return clips
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import num_frames
+from ..audio import num_frames, resample
 from . import festival, speech, text
 from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_weights, lower_face_weights_ahead
 from .corpus import Utterance, write_corpus
@@ -187,6 +187,11 @@ def _speech_part(seed: int, split: str, index: int, festival_share: float = 0.0)
     )
     said = pad_silence(speak(draw_sentence(seed, split, index), voice, speaker.engine),
                        rng.uniform(*LEADING_SILENCE_S), rng.uniform(*TRAILING_SILENCE_S))
+    return _speech_of(said, speaker_index, speaker, rng)
+
+
+def _speech_of(said: speech.Utterance, speaker_index: int, speaker: Speaker, rng: np.random.Generator) -> _Speech:
+    """The speech-driven part of a face for `said`, spoken by `speaker` with its articulation."""
     phones = [(p.symbol, p.start, p.end) for p in said.phones]
     times = np.arange(num_frames(len(said.audio), FPS)) / FPS
     loudness = loudness_envelope(said.audio, speech.SAMPLE_RATE, times)
@@ -323,6 +328,75 @@ def write_split(out: Path, seed: int, split: str, minutes: float, workers: int, 
     return stats
 
 
+RECORDED_SPLIT = "recorded"
+# Speed perturbation of recorded clips (tempo and pitch together, as speech recognisers train):
+# rates a multiple of 400 Hz from the clip's, so resampling to 16 kHz stays cheap.
+RECORDED_SPEEDS = tuple(rate / speech.SAMPLE_RATE for rate in range(14400, 17601, 400))
+
+
+def tiled_phones(phones: list[tuple[str, float, float]], duration: float, speed: float = 1.0) -> list[speech.Phone]:
+    """Aligned (symbol, start s, end s) phones at `speed`, with pauses filled in as SIL so that
+    they tile 0 .. duration / speed seconds; vowels count as stressed (an aligner gives no stress)."""
+    tiled, cursor = [], 0.0
+    for symbol, start, end in phones:
+        start, end = max(start / speed, cursor), min(end / speed, duration / speed)
+        if start > cursor:
+            tiled.append(speech.Phone(speech.SILENCE, cursor, start, False, -1))
+        if end > start:
+            tiled.append(speech.Phone(symbol, start, end, symbol in VOWELS, -1))
+            cursor = end
+    if cursor < duration / speed:
+        tiled.append(speech.Phone(speech.SILENCE, cursor, duration / speed, False, -1))
+    return tiled
+
+
+def recorded_utterance(seed: int, index: int, copy: int, audio: np.ndarray,
+                       phones: list[tuple[str, float, float]], sentence: str) -> Generated:
+    """Copy `copy` of recorded clip `index` (16 kHz samples [N], its aligned phones): the recording
+    at a drawn speed, with the face of a drawn articulation and upper-face style."""
+    cpu_started = _cpu_seconds()
+    rng = _rng(seed, RECORDED_SPLIT, "copy", index, copy)
+    speed = RECORDED_SPEEDS[rng.integers(len(RECORDED_SPEEDS))]
+    speeded = resample(audio, round(speed * speech.SAMPLE_RATE), speech.SAMPLE_RATE).astype(np.float32)
+    said = speech.Utterance(speeded, tiled_phones(phones, len(audio) / speech.SAMPLE_RATE, speed), [], sentence, None)
+    speaker = Speaker(name=f"recorded#{index}.{copy}", accent=RECORDED_SPLIT, variant=str(index), rate=0, pitch=0,
+                      pitch_range=0, articulation=ArticulationStyle.sample(rng), upper=UpperFaceStyle.sample(rng),
+                      engine=RECORDED_SPLIT)
+    part = _speech_of(said, 0, speaker, rng)
+    weights, blinks, brows = _with_free_motion(part, rng)
+    return Generated(
+        Utterance(speeded, weights, 0, part.phones, sentence),
+        blinks=len(blinks), brow_raises=sum(e.kind == "raise" for e in brows),
+        frowns=sum(e.kind == "frown" for e in brows), cpu_seconds=_cpu_seconds() - cpu_started,
+    )
+
+
+def write_recorded_split(out: Path, seed: int, recordings: Path, copies: int, template: Template) -> dict:
+    """`out/recorded.npz`: every aligned clip in `recordings` (model.data.recordings) `copies` times,
+    each copy its own speaker (speed, head, articulation and upper-face habits drawn anew)."""
+    from .real_speech import load_real_speech
+
+    clips = load_real_speech(recordings)
+    generated = []
+    for copy in range(copies):
+        for index, (name, audio, phones) in enumerate(clips):
+            g = recorded_utterance(seed, index, copy, audio, phones, (recordings / f"{name}.txt").read_text().strip())
+            g.utterance.speaker = len(generated)
+            generated.append(g)
+    heads = np.stack([speaker_head(template.vertices, _rng(seed, RECORDED_SPLIT, "head", s))
+                      for s in range(len(generated))])
+    names = [f"{name}#{copy}" for copy in range(copies) for name, _, _ in clips]
+    path = out / f"{RECORDED_SPLIT}.npz"
+    write_corpus(path, [g.utterance for g in generated], heads, names, FPS, speech.SAMPLE_RATE, seed, RECORDED_SPLIT)
+    stats = split_statistics(generated)
+    stats.update(clips=len(clips), copies=copies, bytes=path.stat().st_size)
+    (out / f"{RECORDED_SPLIT}_report.md").write_text(
+        f"# Corpus split `{RECORDED_SPLIT}` (seed {seed}, {copies} copies of {recordings})\n\n" + "\n".join(
+            f"- {k}: {v}" for k, v in stats.items() if k != "coverage") + "\n\n## Phone coverage\n\n"
+        + text.coverage_table(stats["coverage"]) + "\n")
+    return stats
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the synthetic talking-face corpus.")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -333,6 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--festival-share", type=float, default=0.0,
                         help="share of the train split's speakers voiced by Festival's diphone voices "
                              "(needs festival; model/data/festival.py)")
+    parser.add_argument("--recordings", type=Path,
+                        help="write the `recorded` split instead: faces for the aligned recordings in this folder "
+                             "(python -m model.data.recordings)")
+    parser.add_argument("--recording-copies", type=int, default=16,
+                        help="copies of each recording, each at its own speed and with its own face")
     parser.add_argument("--preview", action="store_true", help="write a preview contact sheet instead")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -343,6 +422,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {path}")
         return
     template = load_template()
+    if args.recordings:
+        if args.recording_copies < 1:
+            parser.error("--recording-copies must be at least 1")
+        stats = write_recorded_split(args.out, args.seed, args.recordings, args.recording_copies, template)
+        print(json.dumps({k: v for k, v in stats.items() if k != "coverage"}))
+        print(f"wrote {args.out / f'{RECORDED_SPLIT}.npz'}")
+        return
     splits = [args.split] if args.split else list(SPLITS)
     for split in splits:
         minutes = args.minutes if args.split else args.minutes * SPLIT_SHARE[split]
