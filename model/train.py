@@ -44,7 +44,7 @@ from .config import ModelConfig
 from .context import ContextModel
 from .data import festival
 from .data.captures import load_captures
-from .data.corpus import load_corpus
+from .data.corpus import join_corpora, load_corpus
 from .data.loader import Augment, make_loader
 from .data.real_speech import load_real_speech
 from .networks import (MeshTalk, Regressor, argmax_codes, count_parameters, eyelid_loss, lip_gap_loss,
@@ -120,6 +120,10 @@ class TrainConfig:
     # the shipped weights' gradients on one batch agreed with float32's to cosine 0.998, the
     # losses within 0.8 %. CPUs without native bfloat16 may run it slower. Off for the shipped weights.
     bf16: bool = False
+    # Further splits of the corpus folder whose utterances join the train split's, comma-separated:
+    # "recorded" is recorded human speech given faces (python -m model.data.recordings, then
+    # model.data.synth --recordings). Segments are drawn from all in proportion to their length.
+    extra_train: str = ""
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
@@ -156,6 +160,15 @@ def load_split(root: Path, split: str, template):
                      f"or a {split}/ folder of captures")
 
 
+def load_extra_split(root: Path, split: str, template):
+    """A further split of the synthetic corpus (`root/<split>.npz`) for `TrainConfig.extra_train`."""
+    if not (root / f"{split}.npz").is_file():
+        raise SystemExit(f"no {split}.npz in {root} to join to the train split; the recorded speech's is made by "
+                         f"python -m model.data.recordings, then python -m model.data.synth --out {root} --recordings "
+                         "data/recordings")
+    return load_corpus(root / f"{split}.npz", template)
+
+
 class Trainer:
     def __init__(self, train: TrainConfig, model_config: ModelConfig):
         self.cfg, self.model_config = train, model_config
@@ -164,6 +177,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.template = load_template()
         self.train_data = load_split(Path(train.corpus), "train", self.template)
+        if train.extra_train:
+            self.train_data = join_corpora(self.train_data, *(
+                load_extra_split(Path(train.corpus), split, self.template) for split in train.extra_train.split(",")))
         self.val_data = load_split(Path(train.corpus), "val", self.template)
         self.mouth = torch.as_tensor(self.template.mouth_weights, device=self.device)
         self.upper = torch.as_tensor(self.template.upper_face_weights, device=self.device)

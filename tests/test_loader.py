@@ -12,7 +12,7 @@ import torch
 from model import audio
 from model.data import loader
 from model.data.captures import load_captures, write_capture
-from model.data.corpus import Utterance, load_corpus, write_corpus
+from model.data.corpus import Utterance, join_corpora, load_corpus, write_corpus
 from model.data.loader import Augment, WindowDataset, make_loader
 from model.template import ARKIT_NAMES, load_template
 
@@ -126,6 +126,22 @@ def test_segments_are_drawn_in_proportion_to_length(corpus):
     positions = np.array([corpus.num_frames(u) - SEGMENT + 1 for u in range(len(corpus))])
     share = np.bincount(utterances, minlength=len(corpus)) / len(utterances)
     np.testing.assert_allclose(share, positions / positions.sum(), atol=0.03)
+
+
+def test_joined_corpora_hold_each_utterance_with_its_own_speaker(corpus):
+    second = type(corpus)(**{**vars(corpus), "speaker_templates": corpus.speaker_templates + 0.01,
+                                                "split": "recorded"})
+    joined = join_corpora(corpus, second)
+    n = len(corpus)
+    assert len(joined) == 2 * n and joined.split == "train" and len(joined.speaker_templates) == 4
+    for u in range(n):
+        for part, v in ((corpus, u), (second, u + n)):
+            np.testing.assert_array_equal(joined.utterance_audio(v), part.utterance_audio(u))
+            np.testing.assert_array_equal(joined.vertices(v), part.vertices(u))
+            assert joined.phones(v) == part.phones(u) and joined.texts[v] == part.texts[u]
+    assert joined.seconds == pytest.approx(2 * corpus.seconds)
+    with pytest.raises(ValueError, match="cannot join"):
+        join_corpora(corpus, type(corpus)(**{**vars(corpus), "fps": 25.0}))
 
 
 def test_same_seed_gives_the_same_items(corpus):

@@ -106,6 +106,24 @@ def test_identity_mix_moves_training_heads_toward_the_template(trained):
         assert np.allclose(distance, 1.0) if prob == 0 else max(distance) < 1.0
 
 
+def test_extra_splits_join_the_training_speech(trained, corpus, tmp_path):
+    cfg, config, _ = trained
+    for split in ("train", "val"):
+        shutil.copy(corpus / f"{split}.npz", tmp_path / f"{split}.npz")
+    clips = write_clip_folder(tmp_path / "clips", [MAP])
+    (clips / "a.txt").write_text("map\n")
+    synth.main(["--out", str(tmp_path), "--recordings", str(clips), "--recording-copies", "40"])
+    plain = Trainer(replace(cfg, corpus=str(tmp_path)), config)
+    joined = Trainer(replace(cfg, corpus=str(tmp_path), extra_train="recorded"), config)
+    assert len(joined.train_data) == len(plain.train_data) + 40
+    assert joined.train_data.seconds == pytest.approx(plain.train_data.seconds + 40 * 2.0, rel=0.15)
+    batches = joined.batches(joined.train_data, cfg.segment_frames, seed=0, augment=False)
+    drawn = torch.cat([next(batches)["utterance"] for _ in range(20)])
+    assert (drawn >= len(plain.train_data)).any() and (drawn < len(plain.train_data)).any()
+    with pytest.raises(SystemExit, match="no missing.npz"):
+        Trainer(replace(cfg, corpus=str(tmp_path), extra_train="missing"), config)
+
+
 def test_learning_rate_anneals_over_each_stages_last_steps(trained):
     cfg, config, run = trained
     trainer = Trainer(replace(cfg, stage1_anneal_steps=4, regressor_anneal_steps=0, anneal_to=0.1), config)

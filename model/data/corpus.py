@@ -121,6 +121,39 @@ def write_corpus(path: Path, utterances: list[Utterance], speaker_templates: np.
     })
 
 
+def join_corpora(first: Corpus, *others: Corpus) -> Corpus:
+    """One corpus holding the utterances of all (same template, fps and sample rate), in order; it
+    keeps the first's split name and seed."""
+    parts = (first, *others)
+    if not all(isinstance(part, Corpus) for part in parts):
+        raise ValueError("only splits of the synthetic corpus (.npz) can be joined, not capture folders")
+    for other in others:
+        if (other.fps, other.sample_rate) != (first.fps, first.sample_rate) or other.template is not first.template:
+            raise ValueError(f"cannot join corpus split {other.split!r} ({other.fps} fps, {other.sample_rate} Hz) "
+                             f"to {first.split!r} ({first.fps} fps, {first.sample_rate} Hz, same template needed)")
+
+    def offsets(name: str) -> np.ndarray:
+        shifted, base = [np.zeros(1, np.int64)], 0
+        for part in parts:
+            shifted.append(getattr(part, name)[1:] + base)
+            base += int(getattr(part, name)[-1])
+        return np.concatenate(shifted)
+
+    speaker_base = np.cumsum([0] + [len(p.speaker_templates) for p in parts[:-1]])
+    return Corpus(
+        template=first.template,
+        audio=np.concatenate([p.audio for p in parts]), audio_offsets=offsets("audio_offsets"),
+        weights=np.concatenate([p.weights for p in parts]), frame_offsets=offsets("frame_offsets"),
+        speaker=np.concatenate([p.speaker + b for p, b in zip(parts, speaker_base)]).astype(np.int32),
+        speaker_templates=np.concatenate([p.speaker_templates for p in parts]),
+        speaker_names=np.concatenate([p.speaker_names for p in parts]),
+        phone_symbols=np.concatenate([p.phone_symbols for p in parts]),
+        phone_times=np.concatenate([p.phone_times for p in parts]), phone_offsets=offsets("phone_offsets"),
+        texts=np.concatenate([p.texts for p in parts]),
+        fps=first.fps, sample_rate=first.sample_rate, split=first.split, seed=first.seed,
+    )
+
+
 def load_corpus(path: Path | str, template: Template) -> Corpus:
     """Read a split file written by `write_corpus`."""
     with np.load(path, allow_pickle=False) as data:
