@@ -1,5 +1,5 @@
 """Recorded speech to train on: transcripts, the forced aligner against eSpeak's exact phone times,
-and the faces the corpus generator gives the recordings (the source packages are fetched on demand)."""
+and the faces the corpus generator gives the recordings (no source package is fetched here)."""
 
 import numpy as np
 import pytest
