@@ -82,15 +82,15 @@ def _mfa_clips(archive: tarfile.TarFile) -> dict[str, tuple[str, bytes]]:
     conftest = _read(archive, _MFA + "tests/conftest.py").decode()
     found = re.search(r"def reference_transcripts\(\):\s*return (\{.*?\n    \})", conftest, re.S)
     transcripts = ast.literal_eval(found.group(1))
-    labs = {}
+    members = archive.getnames()
+    present = set(members)
     for stem in _MFA_LABELLED:
         for suffix in (".lab", ".txt"):
             member = _MFA + f"tests/data/lab/{stem}{suffix}"
-            if member in archive.getnames():
-                labs[stem] = _read(archive, member).decode()
-    transcripts.update(labs)
+            if member in present:
+                transcripts[stem] = _read(archive, member).decode()
     clips = {}
-    for member in archive.getnames():
+    for member in members:
         if member.startswith(_MFA + "tests/data/wav/"):
             stem, _, _ = Path(member).name.rpartition(".")
             if stem in transcripts:

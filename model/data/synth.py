@@ -376,10 +376,11 @@ def write_recorded_split(out: Path, seed: int, recordings: Path, copies: int, te
     """`out/recorded.npz`: every aligned clip in `recordings` (model.data.recordings) `copies` times,
     each copy its own speaker (speed, head, articulation and upper-face habits drawn anew)."""
     clips = load_real_speech(recordings)
+    sentences = [(recordings / f"{name}.txt").read_text().strip() for name, _, _ in clips]
     generated = []
     for copy in range(copies):
-        for index, (name, audio, phones) in enumerate(clips):
-            g = recorded_utterance(seed, index, copy, audio, phones, (recordings / f"{name}.txt").read_text().strip())
+        for index, (_, audio, phones) in enumerate(clips):
+            g = recorded_utterance(seed, index, copy, audio, phones, sentences[index])
             g.utterance.speaker = len(generated)
             generated.append(g)
     heads = np.stack([speaker_head(template.vertices, _rng(seed, RECORDED_SPLIT, "head", s))
