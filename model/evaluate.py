@@ -211,7 +211,7 @@ def evaluate_real(folder: Path, run: Path, checkpoint: Path, out: Path, seeds: i
                if k != "r_at_0"}}
         for m, s in sync.items()},
         "events": events}
-    lines = [f"Real speech: {summary['clips']} LibriVox clips, {summary['seconds']} s, forced-aligned phones "
+    lines = [f"Real speech: {summary['clips']} clips in {folder}, {summary['seconds']} s, forced-aligned phones "
              f"({_event_counts(summary['events'])}); MeshTalk pooled over {seeds} seeds per clip; {_INTERVAL_NOTE}", "",
              "| method | closure_pct | closure_ci95_pct | opening_pct | rest_pct | closed_elsewhere_pct | envelope_r "
              "| envelope_lag_ms |",

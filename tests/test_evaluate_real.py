@@ -59,6 +59,7 @@ def test_evaluate_real_writes_scores_table_and_plot(tmp_path):
     table = (tmp_path / "out" / "real_speech.md").read_text()
     assert "| MeshTalk (variant 0) | 100.0 | 34.2-100.0 | 0.0 | 100.0 | 100.0 | n/a | n/a |" in table
     assert "5 closed_elsewhere frames" in table
+    assert f"clips in {clips}," in table  # names the folder scored, whichever clips it holds
     assert "pooled over 3 seeds" in table
     assert (tmp_path / "out" / "real_lip_gap.png").stat().st_size > 0
 
