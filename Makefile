@@ -43,11 +43,13 @@ template: $(STAMP)
 
 # Reproduce the model weights: the synthetic corpus (12 min each of val and test speech, then 8 h of
 # train speech, which replaces the first command's 96 min), both training stages and the regression
-# baseline, then both stages fine-tuned to band-smoothed audio (weights/README.md); writes
-# weights/meshtalk.pt. Hours on a CPU; uses CUDA when present.
+# baseline, then both stages fine-tuned to band-smoothed audio and then to heads mixed toward the
+# template (weights/README.md); writes weights/meshtalk.pt. Hours on a CPU; uses CUDA when present.
 weights: $(STAMP)
 	$(PY) -m model.data.synth --out data/corpus --minutes 120 --seed 0
 	$(PY) -m model.data.synth --out data/corpus --minutes 480 --seed 0 --split train
 	$(PY) -m model.train --corpus data/corpus --out runs/default --export weights/meshtalk.pt
 	$(PY) -m model.train --corpus data/corpus --out runs/smooth400 --init weights/meshtalk.pt --audio-smoothing-hz 400 \
+		--stage1-steps 1500 --stage1-anneal-steps 500 --learning-rate 1e-4 --stage2-steps 2000 --export weights/meshtalk.pt
+	$(PY) -m model.train --corpus data/corpus --out runs/mix --init weights/meshtalk.pt --identity-mix-prob 0.5 \
 		--stage1-steps 1500 --stage1-anneal-steps 500 --learning-rate 1e-4 --stage2-steps 2000 --export weights/meshtalk.pt
